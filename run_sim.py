@@ -1,0 +1,8 @@
+"""Command-line entry point; see `python run_sim.py --help` and README.md."""
+
+import sys
+
+from sim.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

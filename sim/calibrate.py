@@ -1,0 +1,290 @@
+"""Clinical landmarks -> hazards, and the true endpoint values a scenario implies.
+
+Users give cumulative incidences at a landmark ("18-month relapse 17%, NRM 10%"); the model needs
+cause-specific hazards. Relapse and NRM have Weibull cause-specific hazards,
+H_c,g(t) = hr_c,g * A_c * (t / tau)^k_c, for subgroups g of the transplanted population (donor type
+x MRD status at HSCT) with known weights; `calibrate` solves the reference cumulative hazards
+(A_relapse, A_nrm) so that the population's Aalen-Johansen incidences at tau equal the targets.
+With one group and equal shapes this is the closed form CIF_a = a/(a+b) (1 - exp(-(a+b))).
+Acute GVHD II-IV has a constant hazard over days 0-100 and chronic GVHD a constant hazard from its
+earliest onset, both solved with relapse and death competing. Everything here is deterministic
+numerics (root finding and quadrature), never simulation: these are the truths for bias and coverage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import integrate, optimize
+
+from sim.scenario import DAYS_PER_MONTH, Scenario, ScenarioError
+
+DONOR_TYPES = ("haplo", "sibling", "unrelated")
+AGVHD_WINDOW_DAYS = 100.0
+
+
+@dataclass(frozen=True)
+class PostTransplantModel:
+    """Hazards after HSCT for subgroups g = 2 * donor_index + mrd_positive (donor order: DONOR_TYPES)."""
+
+    tau_days: float
+    weights: np.ndarray
+    relapse_hr: np.ndarray
+    nrm_hr: np.ndarray
+    relapse_cumhaz: float
+    nrm_cumhaz: float
+    relapse_shape: float
+    nrm_shape: float
+    agvhd_rate: float
+    agvhd_severe_fraction: float
+    cgvhd_rate: float
+    cgvhd_onset_days: float
+    p_cgvhd_systemic: float
+    post_relapse_death_rate: float
+    ltfu_rate: float
+    horizon_days: float
+
+    def relapse_H(self, t: np.ndarray | float, group: int | np.ndarray) -> np.ndarray:
+        """Cumulative relapse hazard at t days after HSCT."""
+        return self.relapse_hr[group] * self.relapse_cumhaz * (np.asarray(t) / self.tau_days) ** self.relapse_shape
+
+    def nrm_H(self, t: np.ndarray | float, group: int | np.ndarray) -> np.ndarray:
+        """Cumulative NRM hazard at t days after HSCT."""
+        return self.nrm_hr[group] * self.nrm_cumhaz * (np.asarray(t) / self.tau_days) ** self.nrm_shape
+
+    def relapse_h(self, t: float, group: int) -> float:
+        """Relapse hazard (per day) at t days after HSCT."""
+        k = self.relapse_shape
+        return float(self.relapse_hr[group] * self.relapse_cumhaz * k / self.tau_days * (t / self.tau_days) ** (k - 1))
+
+    def nrm_h(self, t: float, group: int) -> float:
+        """NRM hazard (per day) at t days after HSCT."""
+        k = self.nrm_shape
+        return float(self.nrm_hr[group] * self.nrm_cumhaz * k / self.tau_days * (t / self.tau_days) ** (k - 1))
+
+    def rfs_group(self, t: np.ndarray | float, group: int) -> np.ndarray:
+        """Relapse-free survival of subgroup g at t days."""
+        return np.exp(-self.relapse_H(t, group) - self.nrm_H(t, group))
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Indices of the subgroups with positive weight."""
+        return np.flatnonzero(self.weights > 0)
+
+
+def calibrate(scenario: Scenario) -> PostTransplantModel:
+    """Solve the post-HSCT hazards that reproduce the scenario's landmark incidences."""
+    pt = scenario.post_transplant
+    tau = pt.incidence_landmark_months * DAYS_PER_MONTH
+    model = PostTransplantModel(
+        tau_days=tau,
+        weights=group_weights(scenario),
+        relapse_hr=np.tile([1.0, pt.relapse_hr_mrd_positive], 3),
+        nrm_hr=np.repeat([pt.nrm_hr_haplo, 1.0, pt.nrm_hr_unrelated], 2),
+        relapse_cumhaz=0.0,
+        nrm_cumhaz=0.0,
+        relapse_shape=pt.relapse_shape,
+        nrm_shape=pt.nrm_shape,
+        agvhd_rate=0.0,
+        agvhd_severe_fraction=pt.agvhd_3_4_day100 / pt.agvhd_2_4_day100 if pt.agvhd_2_4_day100 > 0 else 0.0,
+        cgvhd_rate=0.0,
+        cgvhd_onset_days=pt.cgvhd_onset_min_days,
+        p_cgvhd_systemic=pt.p_cgvhd_systemic,
+        post_relapse_death_rate=np.log(2.0) / (pt.post_relapse_median_months * DAYS_PER_MONTH),
+        ltfu_rate=-np.log1p(-pt.ltfu_prob) / tau,
+        horizon_days=pt.horizon_months * DAYS_PER_MONTH,
+    )
+    a_rel, a_nrm = _solve_competing(model, pt.relapse_incidence, pt.nrm_incidence)
+    model = replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=a_nrm)
+    model = replace(model, agvhd_rate=_solve_agvhd(model, pt.agvhd_2_4_day100))
+    return replace(model, cgvhd_rate=_solve_cgvhd(model, pt.cgvhd_incidence))
+
+
+def group_weights(scenario: Scenario) -> np.ndarray:
+    """Share of each subgroup among transplanted patients (donor type independent of MRD status)."""
+    d = scenario.donor
+    donor = np.array([d.p_haplo, d.p_sibling, d.p_unrelated])
+    mrd_pos = 1.0 - mrd_negative_before_hsct(scenario) if scenario.mrd.positive_action == "transplant" else 0.0
+    if mrd_pos >= 1.0:  # nobody is MRD-negative: all transplanted are MRD-positive
+        mrd_pos = 1.0
+    return np.outer(donor, [1.0 - mrd_pos, mrd_pos]).ravel()
+
+
+def mrd_negative_before_hsct(scenario: Scenario) -> float:
+    """P(MRD-negative before HSCT) among remitters, from the two time points' transition probabilities."""
+    a = scenario.assay
+    p1 = a.p_negative_after_induction
+    return p1 * (1.0 - a.p_lose_negativity) + (1.0 - p1) * a.p_convert_to_negative
+
+
+# --------------------------------------------------------------------------- incidences
+
+
+def relapse_incidence(model: PostTransplantModel, t: float) -> float:
+    """Population cumulative incidence of relapse at t days (NRM competing)."""
+    return _population_cif(model, t, cause="relapse")
+
+
+def nrm_incidence(model: PostTransplantModel, t: float) -> float:
+    """Population cumulative incidence of non-relapse mortality at t days (relapse competing)."""
+    return _population_cif(model, t, cause="nrm")
+
+
+def _population_cif(model: PostTransplantModel, t: float, cause: str) -> float:
+    total = 0.0
+    for g in model.groups:
+        a = float(model.relapse_H(t, g))
+        b = float(model.nrm_H(t, g))
+        if model.relapse_shape == model.nrm_shape:
+            share = (a if cause == "relapse" else b) / (a + b) if a + b > 0 else 0.0
+            total += model.weights[g] * share * -np.expm1(-(a + b))
+        else:
+            hazard = model.relapse_h if cause == "relapse" else model.nrm_h
+            total += model.weights[g] * _integrate(lambda s, g=g, h=hazard: h(s, g) * model.rfs_group(s, g), 0, t)
+    return float(total)
+
+
+def _integrate(f, lo: float, hi: float) -> float:
+    if hi <= lo:
+        return 0.0
+    value, _ = integrate.quad(f, lo, hi, limit=200, epsabs=1e-13, epsrel=1e-11)
+    return float(value)
+
+
+def _solve_competing(model: PostTransplantModel, r: float, m: float) -> tuple[float, float]:
+    tau = model.tau_days
+    total = -np.log1p(-(r + m))
+    start = np.array([total * r / (r + m), total * m / (r + m)]) if r + m > 0 else np.zeros(2)
+    if r == 0 and m == 0:
+        return 0.0, 0.0
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        trial = replace(model, relapse_cumhaz=x[0], nrm_cumhaz=x[1])
+        return np.array([relapse_incidence(trial, tau) - r, nrm_incidence(trial, tau) - m])
+
+    fit = optimize.least_squares(residual, start, bounds=(0, np.inf), xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    if np.max(np.abs(fit.fun)) > 1e-8:
+        raise ScenarioError(
+            f"post_transplant: no hazards reproduce relapse_incidence = {r} and nrm_incidence = {m} "
+            f"with these hazard ratios (closest: {r + fit.fun[0]:.4f}, {m + fit.fun[1]:.4f})")
+    a_rel = 0.0 if r == 0 else float(fit.x[0])
+    a_nrm = 0.0 if m == 0 else float(fit.x[1])
+    return a_rel, a_nrm
+
+
+def _solve_rate(cif_at_rate, target: float, maximum: float, key: str) -> float:
+    if target == 0:
+        return 0.0
+    if target > maximum - 1e-12:
+        if target >= 1.0 and maximum >= 1.0 - 1e-12:
+            return float("inf")
+        raise ScenarioError(
+            f"post_transplant.{key} = {target}: at most {maximum:.4f} is achievable given relapse and death "
+            "before GVHD onset")
+    hi = 1e-3
+    while cif_at_rate(hi) < target:
+        hi *= 4
+    return float(optimize.brentq(lambda x: cif_at_rate(x) - target, 0.0, hi, xtol=1e-14, rtol=1e-13))
+
+
+def _agvhd_cif(model: PostTransplantModel, rate: float, t: float = AGVHD_WINDOW_DAYS) -> float:
+    t = min(t, AGVHD_WINDOW_DAYS)
+    return float(sum(model.weights[g] * _integrate(
+        lambda s, g=g: rate * np.exp(-rate * s) * model.rfs_group(s, g), 0, t) for g in model.groups))
+
+
+def _cgvhd_cif(model: PostTransplantModel, rate: float, t: float) -> float:
+    d0 = model.cgvhd_onset_days
+    return float(sum(model.weights[g] * _integrate(
+        lambda s, g=g: rate * np.exp(-rate * (s - d0)) * model.rfs_group(s, g), d0, t) for g in model.groups))
+
+
+def _solve_agvhd(model: PostTransplantModel, target: float) -> float:
+    return _solve_rate(lambda x: _agvhd_cif(model, x), target, 1.0, "agvhd_2_4_day100")
+
+
+def _solve_cgvhd(model: PostTransplantModel, target: float) -> float:
+    d0 = model.cgvhd_onset_days
+    maximum = float(sum(model.weights[g] * model.rfs_group(d0, g) for g in model.groups))
+    return _solve_rate(lambda x: _cgvhd_cif(model, x, model.tau_days), target, maximum, "cgvhd_incidence")
+
+
+# --------------------------------------------------------------------------- truths
+
+
+def rfs(model: PostTransplantModel, t: float) -> float:
+    """True relapse-free survival of the transplanted population at t days after HSCT."""
+    return float(sum(model.weights[g] * model.rfs_group(t, g) for g in model.groups))
+
+
+def os(model: PostTransplantModel, t: float) -> float:
+    """True overall survival at t days: alive without relapse, or relapsed and still alive."""
+    mu = model.post_relapse_death_rate
+    total = 0.0
+    for g in model.groups:
+        after_relapse = _integrate(
+            lambda s, g=g: model.relapse_h(s, g) * model.rfs_group(s, g) * np.exp(-mu * (t - s)), 0, t)
+        total += model.weights[g] * (model.rfs_group(t, g) + after_relapse)
+    return float(total)
+
+
+def grfs(model: PostTransplantModel, t: float) -> float:
+    """True GVHD-free relapse-free survival at t days (acute III-IV, systemic chronic, relapse, death)."""
+    def no_gvhd_event(g: int) -> float:
+        # GVHD hazards are independent of relapse/NRM given the subgroup, so the survivor functions multiply.
+        acute = 1.0 - model.agvhd_severe_fraction * -np.expm1(-model.agvhd_rate * min(t, AGVHD_WINDOW_DAYS)) \
+            if np.isfinite(model.agvhd_rate) else 1.0 - model.agvhd_severe_fraction
+        chronic = 1.0 - model.p_cgvhd_systemic * -np.expm1(-model.cgvhd_rate * max(t - model.cgvhd_onset_days, 0.0)) \
+            if np.isfinite(model.cgvhd_rate) else 1.0 - model.p_cgvhd_systemic * (t >= model.cgvhd_onset_days)
+        return float(acute * chronic)
+
+    return float(sum(model.weights[g] * model.rfs_group(t, g) * no_gvhd_event(g) for g in model.groups))
+
+
+def agvhd_incidence(model: PostTransplantModel, severe: bool = False) -> float:
+    """True cumulative incidence of acute GVHD II-IV (or III-IV) by day 100, relapse and death competing."""
+    if not np.isfinite(model.agvhd_rate):
+        base = 1.0
+    else:
+        base = _agvhd_cif(model, model.agvhd_rate)
+    return base * (model.agvhd_severe_fraction if severe else 1.0)
+
+
+def cgvhd_incidence(model: PostTransplantModel, t: float) -> float:
+    """True cumulative incidence of chronic GVHD at t days, relapse and death competing."""
+    if not np.isfinite(model.cgvhd_rate):
+        return float(sum(model.weights[g] * model.rfs_group(model.cgvhd_onset_days, g) for g in model.groups))
+    return _cgvhd_cif(model, model.cgvhd_rate, t)
+
+
+def true_endpoints(model: PostTransplantModel, landmark_days: float) -> dict[str, float]:
+    """Every post-HSCT quantity a scenario implies at the analysis landmark (the estimands' truths)."""
+    return {
+        "rfs": rfs(model, landmark_days),
+        "os": os(model, landmark_days),
+        "grfs": grfs(model, landmark_days),
+        "relapse_cif": relapse_incidence(model, landmark_days),
+        "nrm_cif": nrm_incidence(model, landmark_days),
+        "agvhd_2_4_day100": agvhd_incidence(model),
+        "agvhd_3_4_day100": agvhd_incidence(model, severe=True),
+        "cgvhd_cif": cgvhd_incidence(model, landmark_days),
+    }
+
+
+def null_twin(model: PostTransplantModel, p0: float, landmark_days: float) -> PostTransplantModel:
+    """Relapse and NRM hazards scaled by one factor so the true RFS at the landmark equals p0."""
+    if rfs(model, landmark_days) == p0:
+        return model
+
+    def gap(log_c: float) -> float:
+        c = np.exp(log_c)
+        return rfs(replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c),
+                   landmark_days) - p0
+
+    if model.relapse_cumhaz + model.nrm_cumhaz == 0:
+        raise ScenarioError("post_transplant: relapse and NRM incidences are both 0, so no scaling of their "
+                            "hazards gives a null twin with RFS = analysis.p0")
+    log_c = optimize.brentq(gap, -30.0, 30.0, xtol=1e-14)
+    c = float(np.exp(log_c))
+    return replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c)

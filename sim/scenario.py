@@ -1,0 +1,455 @@
+"""Scenario files: the schema of a trial's assumptions, loading, `extends`, `--set` overrides, validation.
+
+A scenario is a TOML file whose sections follow the pathway (analysis, accrual, patients, induction,
+blinatumomab, response, consolidation, mrd, donor, transplant, post_transplant). Every clinical
+number lives in a scenario file with its source; this module only knows names, units and allowed
+ranges. `load_scenario` returns a validated, immutable `Scenario` or raises `ScenarioError` whose
+message names the file (or the `--set` override), the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DAYS_PER_MONTH = 365.25 / 12
+
+
+class ScenarioError(ValueError):
+    """A scenario file or override that cannot be used; the message says where and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+def _prob(doc: str) -> Any:
+    return Field(ge=0.0, le=1.0, description=doc, json_schema_extra={"unit": "probability"})
+
+
+def _positive(doc: str, unit: str) -> Any:
+    return Field(gt=0.0, description=doc, json_schema_extra={"unit": unit})
+
+
+def _nonneg(doc: str, unit: str) -> Any:
+    return Field(ge=0.0, description=doc, json_schema_extra={"unit": unit})
+
+
+def _text(doc: str) -> Any:
+    return Field(description=doc, json_schema_extra={"unit": "-"})
+
+
+class Analysis(_Section):
+    """Design and analysis of the primary endpoint (18-month RFS after HSCT)."""
+
+    landmark_months: float = _positive("Landmark of the primary endpoint (RFS after HSCT)", "months")
+    p0: float = Field(gt=0.0, lt=1.0, description="Null RFS at the landmark; H0: S(landmark) <= p0",
+                      json_schema_extra={"unit": "probability"})
+    p1: float = Field(gt=0.0, lt=1.0, description="RFS at the landmark the trial is designed to detect",
+                      json_schema_extra={"unit": "probability"})
+    alpha: float = Field(gt=0.0, lt=0.5, description="One-sided significance level",
+                         json_schema_extra={"unit": "probability"})
+    test: Literal["cloglog", "linear", "arcsine", "binomial", "logrank"] = _text(
+        "Test of H0: KM Wald z on the cloglog, linear or arcsine scale, exact binomial, "
+        "or one-sample log-rank")
+    cutoff: Literal["landmark", "calendar"] = _text(
+        "Final analysis when the last transplanted patient reaches the landmark ('landmark') "
+        "or at a fixed time after the first enrollment ('calendar')")
+    calendar_cutoff_months: float = _positive(
+        "Time from first enrollment to the final analysis when cutoff = 'calendar'", "months")
+
+    @model_validator(mode="after")
+    def _p1_above_p0(self) -> Analysis:
+        if self.p1 <= self.p0:
+            raise ValueError(f"analysis.p1 = {self.p1} must be above analysis.p0 = {self.p0}")
+        return self
+
+
+class Accrual(_Section):
+    """Multicenter accrual: sites open evenly over a ramp-up window, Poisson screening per open site."""
+
+    n_sites: int = Field(ge=1, le=500, description="Number of recruiting sites",
+                         json_schema_extra={"unit": "sites"})
+    screened_per_site_month: float = _positive(
+        "Poisson rate of patients screened at one open site", "patients / site-month")
+    ramp_up_months: float = _nonneg(
+        "Sites open at evenly spaced times over this window (site k of K opens at k/K of it)", "months")
+    screen_fail_prob: float = Field(ge=0.0, lt=1.0, description="Probability a screened patient is not enrolled",
+                                    json_schema_extra={"unit": "probability"})
+
+
+class Patients(_Section):
+    """Patient attributes drawn at enrollment (truncated normal distributions)."""
+
+    age_min: float = Field(ge=0.0, le=120.0, description="Lowest eligible age", json_schema_extra={"unit": "years"})
+    age_max: float = Field(ge=0.0, le=120.0, description="Highest eligible age", json_schema_extra={"unit": "years"})
+    age_mean: float = _positive("Mean of the (untruncated) age distribution", "years")
+    age_sd: float = _positive("SD of the (untruncated) age distribution", "years")
+    bsa_mean: float = _positive("Mean body-surface area", "m2")
+    bsa_sd: float = _positive("SD of body-surface area", "m2")
+    bsa_min: float = _positive("Lowest body-surface area", "m2")
+    bsa_max: float = _positive("Highest body-surface area", "m2")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Patients:
+        if self.age_min >= self.age_max:
+            raise ValueError(f"patients.age_min = {self.age_min} must be below patients.age_max = {self.age_max}")
+        if self.bsa_min >= self.bsa_max:
+            raise ValueError(f"patients.bsa_min = {self.bsa_min} must be below patients.bsa_max = {self.bsa_max}")
+        return self
+
+
+class Induction(_Section):
+    """VIP induction, days 1-14: doses from BSA with caps; induction death."""
+
+    duration_days: float = _positive("Length of VIP induction", "days")
+    vincristine_mg_m2: float = _nonneg("Vincristine dose per administration", "mg/m2")
+    vincristine_cap_mg: float = _positive("Cap on one vincristine administration", "mg")
+    vincristine_doses: int = Field(ge=0, le=14, description="Vincristine administrations (days 1 and 8)",
+                                   json_schema_extra={"unit": "doses"})
+    idarubicin_mg_m2: float = _nonneg("Idarubicin dose per administration", "mg/m2")
+    idarubicin_doses: int = Field(ge=0, le=14, description="Idarubicin administrations (days 1 and 8)",
+                                  json_schema_extra={"unit": "doses"})
+    prednisone_mg_m2_day: float = _nonneg("Prednisone daily dose", "mg/m2/day")
+    prednisone_cap_mg_day: float = _positive("Cap on the prednisone daily dose", "mg/day")
+    p_death: float = _prob("Death during VIP (day of death uniform over the induction)")
+
+
+class Blinatumomab(_Section):
+    """Two weeks of continuous-infusion blinatumomab after VIP."""
+
+    duration_days: float = _positive("Length of the blinatumomab course", "days")
+    dose_ug_per_day: float = _positive("Daily dose (for drug-supply forecasts)", "ug/day")
+    inpatient_days: float = _nonneg("Hospital days at the start of the infusion", "days")
+    p_crs_grade3: float = _prob("Cytokine release syndrome grade >= 3 (onset uniform over the first 3 days)")
+    p_neurotox_grade3: float = _prob("Neurotoxicity grade >= 3 (onset uniform over the course)")
+    p_discontinuation: float = _prob(
+        "Permanent discontinuation (day uniform over the course); the patient still has the response assessment")
+
+
+class Response(_Section):
+    """Response assessment after induction, among patients alive after VIP; refractory is the remainder."""
+
+    assessment_day: float = _positive("Day of the response assessment, counted from the start of VIP", "days")
+    p_cr: float = _prob("Complete remission")
+    p_cri: float = _prob("Complete remission with incomplete haematological recovery")
+    p_early_death: float = _prob("Death during blinatumomab, before the assessment")
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> Response:
+        total = self.p_cr + self.p_cri + self.p_early_death
+        if total > 1.0 + 1e-12:
+            raise ValueError(
+                f"response.p_cr + response.p_cri + response.p_early_death = {total:.4g}; "
+                "these exclusive outcomes must sum to <= 1 (refractory is the remainder)")
+        return self
+
+
+class Cycle(_Section):
+    """One consolidation cycle: length, death, relapse and delay."""
+
+    regimen: str = _text("Regimen name (for reports)")
+    length_days: float = _positive("Planned length of the cycle", "days")
+    p_death: float = _prob("Death during the cycle (day uniform over the cycle)")
+    p_relapse: float = _prob("Haematological relapse during the cycle (day uniform over the cycle)")
+    p_delay: float = _prob("The cycle is prolonged (e.g. count recovery, infection)")
+    delay_days: float = _nonneg("Length of a delay when it happens", "days")
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> Cycle:
+        if self.p_death + self.p_relapse > 1.0 + 1e-12:
+            raise ValueError(f"cycle p_death + p_relapse = {self.p_death + self.p_relapse:.4g}; must be <= 1")
+        return self
+
+
+class Consolidation(_Section):
+    """Two consolidation cycles for patients in remission."""
+
+    include_cri: bool = _text("Whether CRi patients consolidate (otherwise they leave the pathway)")
+    start_gap_days: float = _nonneg("From the response assessment to the start of cycle 1", "days")
+    cycle1: Cycle
+    cycle2: Cycle
+
+
+class Assay(_Section):
+    """MRD by one assay: negativity and its change between the two time points, lab turnaround."""
+
+    sensitivity: float = Field(gt=0.0, lt=1.0, description="Detection threshold (for reports)",
+                               json_schema_extra={"unit": "fraction of cells"})
+    p_negative_after_induction: float = _prob("MRD-negative at the response assessment, among remitters")
+    p_convert_to_negative: float = _prob("MRD-positive after induction, negative before HSCT")
+    p_lose_negativity: float = _prob("MRD-negative after induction, positive before HSCT")
+    turnaround_days: float = _nonneg("From sample to result", "days")
+
+
+class Mrd(_Section):
+    """MRD testing after induction and after consolidation (before HSCT)."""
+
+    assay: Literal["MFC", "NGS"] = _text("Assay that decides transplant eligibility")
+    positive_action: Literal["off_study", "transplant"] = _text(
+        "What happens to patients MRD-positive before HSCT: leave the pathway, or transplant anyway")
+    mfc: Assay
+    ngs: Assay
+
+
+class Donor(_Section):
+    """Donor availability and type, drawn at enrollment; search starts at enrollment."""
+
+    p_no_donor: float = _prob("No suitable donor of any type")
+    p_haplo: float = _prob("Haploidentical donor, among patients with a donor")
+    p_sibling: float = _prob("Matched sibling donor, among patients with a donor")
+    p_unrelated: float = _prob("Matched unrelated donor, among patients with a donor")
+    search_median_days_haplo: float = _positive("Median donor search time, haploidentical", "days")
+    search_median_days_sibling: float = _positive("Median donor search time, matched sibling", "days")
+    search_median_days_unrelated: float = _positive("Median donor search time, matched unrelated", "days")
+    search_sigma: float = _nonneg("Log-scale SD of the (log-normal) search times", "log(days)")
+
+    @model_validator(mode="after")
+    def _mix(self) -> Donor:
+        total = self.p_haplo + self.p_sibling + self.p_unrelated
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"donor.p_haplo + donor.p_sibling + donor.p_unrelated = {total:.4g}; must equal 1")
+        return self
+
+
+class Transplant(_Section):
+    """From eligibility to HSCT day 0: refusal, a transplant slot, conditioning."""
+
+    p_refusal: float = _prob("Eligible patient declines HSCT")
+    capacity: Literal["background", "finite"] = _text(
+        "'background': wait for a slot drawn independently per patient (units shared with non-trial patients); "
+        "'finite': the trial's own slots, a FIFO queue")
+    background_wait_mean_days: float = _nonneg("Mean (exponential) wait for a slot when capacity = 'background'",
+                                               "days")
+    slots: int = Field(ge=1, le=1000, description="Transplant slots when capacity = 'finite'",
+                       json_schema_extra={"unit": "slots"})
+    slot_days: float = _positive("Days a patient holds a slot (admission to discharge)", "days")
+    conditioning_days: float = _nonneg("From admission to HSCT day 0", "days")
+
+
+class PostTransplant(_Section):
+    """After HSCT: relapse and NRM (competing), GVHD, death after relapse, loss to follow-up.
+
+    Incidences describe the transplanted population as a whole; hazard ratios move risk between
+    subgroups without changing those population totals (calibrate.py solves for the hazards).
+    """
+
+    incidence_landmark_months: float = _positive("Time at which the incidences below are given", "months")
+    relapse_incidence: float = _prob("Cumulative incidence of relapse at the landmark (NRM competing)")
+    nrm_incidence: float = _prob("Cumulative incidence of non-relapse mortality at the landmark")
+    relapse_shape: float = Field(gt=0.0, le=10.0, description="Weibull shape of the relapse hazard (1 = constant)",
+                                 json_schema_extra={"unit": "-"})
+    nrm_shape: float = Field(gt=0.0, le=10.0, description="Weibull shape of the NRM hazard (1 = constant)",
+                             json_schema_extra={"unit": "-"})
+    relapse_hr_mrd_positive: float = _positive("Relapse hazard ratio, MRD-positive vs negative at HSCT", "-")
+    nrm_hr_haplo: float = _positive("NRM hazard ratio, haploidentical vs matched sibling donor", "-")
+    nrm_hr_unrelated: float = _positive("NRM hazard ratio, matched unrelated vs matched sibling donor", "-")
+    agvhd_2_4_day100: float = _prob("Cumulative incidence of acute GVHD grade II-IV by day 100")
+    agvhd_3_4_day100: float = _prob("Cumulative incidence of acute GVHD grade III-IV by day 100")
+    cgvhd_incidence: float = _prob("Cumulative incidence of chronic GVHD at the landmark")
+    cgvhd_onset_min_days: float = _nonneg("Earliest onset of chronic GVHD after HSCT", "days")
+    p_cgvhd_systemic: float = _prob("Chronic GVHD that needs systemic therapy (a GRFS event)")
+    post_relapse_median_months: float = _positive("Median survival after relapse (exponential)", "months")
+    ltfu_prob: float = Field(ge=0.0, lt=1.0, description="Loss to follow-up within the landmark after HSCT",
+                             json_schema_extra={"unit": "probability"})
+    horizon_months: float = _positive("Latent histories are simulated this long after HSCT", "months")
+
+    @model_validator(mode="after")
+    def _achievable(self) -> PostTransplant:
+        total = self.relapse_incidence + self.nrm_incidence
+        if total >= 1.0:
+            raise ValueError(
+                f"post_transplant.relapse_incidence + post_transplant.nrm_incidence = {total:.4g}; "
+                "no hazards reproduce a sum >= 1 (RFS at the landmark must stay above 0)")
+        if self.agvhd_3_4_day100 > self.agvhd_2_4_day100:
+            raise ValueError(
+                f"post_transplant.agvhd_3_4_day100 = {self.agvhd_3_4_day100} must not exceed "
+                f"post_transplant.agvhd_2_4_day100 = {self.agvhd_2_4_day100}")
+        if self.horizon_months < self.incidence_landmark_months:
+            raise ValueError("post_transplant.horizon_months must be >= post_transplant.incidence_landmark_months")
+        if self.cgvhd_onset_min_days >= self.incidence_landmark_months * DAYS_PER_MONTH and self.cgvhd_incidence > 0:
+            raise ValueError("post_transplant.cgvhd_onset_min_days must fall before the incidence landmark "
+                             "when cgvhd_incidence > 0")
+        return self
+
+
+class Scenario(_Section):
+    """A complete, validated description of the trial's assumptions."""
+
+    name: str = _text("Short name (used in reports)")
+    description: str = _text("What question the scenario answers")
+    analysis: Analysis
+    accrual: Accrual
+    patients: Patients
+    induction: Induction
+    blinatumomab: Blinatumomab
+    response: Response
+    consolidation: Consolidation
+    mrd: Mrd
+    donor: Donor
+    transplant: Transplant
+    post_transplant: PostTransplant
+
+    @model_validator(mode="after")
+    def _schedule(self) -> Scenario:
+        treatment = self.induction.duration_days + self.blinatumomab.duration_days
+        if self.response.assessment_day < treatment:
+            raise ValueError(
+                f"response.assessment_day = {self.response.assessment_day} falls before the end of VIP + "
+                f"blinatumomab (induction.duration_days + blinatumomab.duration_days = {treatment})")
+        if self.transplant.conditioning_days >= self.transplant.slot_days:
+            raise ValueError(
+                f"transplant.conditioning_days = {self.transplant.conditioning_days} must be shorter than "
+                f"transplant.slot_days = {self.transplant.slot_days} (the slot is held from admission)")
+        return self
+
+    @property
+    def assay(self) -> Assay:
+        """Parameters of the assay that decides transplant eligibility."""
+        return self.mrd.mfc if self.mrd.assay == "MFC" else self.mrd.ngs
+
+    def with_updates(self, updates: dict[str, Any]) -> Scenario:
+        """A validated copy with dotted keys replaced, e.g. {"post_transplant.relapse_incidence": 0.2}."""
+        data = self.model_dump()
+        for key, value in updates.items():
+            _set_dotted(data, key, value)
+        return _validate(data, {}, "<updated scenario>")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Read a scenario file (following `extends`), apply `section.key=value` overrides, validate."""
+    path = Path(path)
+    data = _read_with_extends(path, ())
+    data.pop("extends", None)
+    origins: dict[str, str] = {}
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(data, key, value)
+        origins[key] = f"--set {item}"
+    return _validate(data, origins, str(path))
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split 'section.key=value'; the value is read as TOML (number, bool, string, array) or as a bare string."""
+    if "=" not in item:
+        raise ScenarioError(f"--set {item}: expected section.key=value")
+    key, raw = (part.strip() for part in item.split("=", 1))
+    if not key or any(not part for part in key.split(".")):
+        raise ScenarioError(f"--set {item}: expected section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, resolved))
+        raise ScenarioError(f"{path}: extends: cycle {cycle}")
+    if not path.is_file():
+        where = f"{chain[-1]}: extends = {path.name!r}: " if chain else ""
+        raise ScenarioError(f"{where}{path}: no such scenario file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    parent = data.get("extends")
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ScenarioError(f"{path}: extends = {parent!r}: must be a file name (string)")
+    base = _read_with_extends(path.parent / parent, (*chain, resolved))
+    base.pop("extends", None)
+    return _deep_merge(base, data)
+
+
+def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *sections, leaf = key.split(".")
+    node = data
+    for section in sections:
+        child = node.setdefault(section, {})
+        if not isinstance(child, dict):
+            raise ScenarioError(f"--set {key}: '{section}' is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def _validate(data: dict[str, Any], origins: dict[str, str], source: str) -> Scenario:
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError("\n".join(_describe(err, data, origins, source) for err in exc.errors())) from None
+
+
+def _describe(err: Any, data: dict[str, Any], origins: dict[str, str], source: str) -> str:
+    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    where = origins.get(key, source)
+    kind = err["type"]
+    if kind == "missing":
+        return f"{where}: {key}: missing; {_allowed(err['loc'])}"
+    if kind == "extra_forbidden":
+        return f"{where}: {key}: unknown key (typo?); allowed keys here: {_keys_at(err['loc'][:-1])}"
+    if kind == "value_error":
+        return f"{where}: {key}: {err['msg'].removeprefix('Value error, ')}"
+    return f"{where}: {key} = {err.get('input')!r}: {err['msg']}; {_allowed(err['loc'])}"
+
+
+def _field_at(loc: tuple[Any, ...]) -> Any:
+    model: Any = Scenario
+    field = None
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        field = fields[part]
+        model = field.annotation
+    return field
+
+
+def _keys_at(loc: tuple[Any, ...]) -> str:
+    model: Any = Scenario
+    for part in loc:
+        model = getattr(model, "model_fields", {}).get(part)
+        model = getattr(model, "annotation", None)
+    return ", ".join(getattr(model, "model_fields", {})) or "(none)"
+
+
+def _allowed(loc: tuple[Any, ...]) -> str:
+    field = _field_at(loc)
+    if field is None:
+        return "see scenarios/README.md"
+    return f"allowed: {field_range(field)} ({field.description})"
+
+
+def field_range(field: Any) -> str:
+    """The allowed values of a schema field in words, e.g. '0 <= x <= 1' or 'one of MFC, NGS'."""
+    annotation = field.annotation
+    if getattr(annotation, "__origin__", None) is Literal:
+        return "one of " + ", ".join(str(a) for a in annotation.__args__)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a table"
+    kind = {float: "number", int: "integer", bool: "true or false", str: "text"}.get(annotation, str(annotation))
+    bounds = []
+    for meta in field.metadata:
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{op} {getattr(meta, attr)}")
+    return f"{kind} {' and '.join(bounds)}".strip()
