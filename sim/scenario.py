@@ -60,6 +60,9 @@ class Analysis(_Section):
         "or at a fixed time after the first enrollment ('calendar')")
     calendar_cutoff_months: float = _positive(
         "Time from first enrollment to the final analysis when cutoff = 'calendar'", "months")
+    min_transplanted: int = Field(ge=1, le=10000, description="Fewest transplanted patients for which the primary "
+                                  "endpoint is analysed (fewer: not evaluable, H0 not rejected)",
+                                  json_schema_extra={"unit": "patients"})
 
     @model_validator(mode="after")
     def _p1_above_p0(self) -> Analysis:
@@ -294,7 +297,7 @@ class Scenario(_Section):
     post_transplant: PostTransplant
 
     @model_validator(mode="after")
-    def _schedule(self) -> Scenario:
+    def _consistent(self) -> Scenario:
         treatment = self.induction.duration_days + self.blinatumomab.duration_days
         if self.response.assessment_day < treatment:
             raise ValueError(
@@ -304,6 +307,12 @@ class Scenario(_Section):
             raise ValueError(
                 f"transplant.conditioning_days = {self.transplant.conditioning_days} must be shorter than "
                 f"transplant.slot_days = {self.transplant.slot_days} (the slot is held from admission)")
+        if self.analysis.test == "binomial" and (self.post_transplant.ltfu_prob > 0
+                                                 or self.analysis.cutoff == "calendar"):
+            raise ValueError(
+                "analysis.test = 'binomial' needs every transplanted patient's landmark status: it requires "
+                "post_transplant.ltfu_prob = 0 and analysis.cutoff = 'landmark' (got ltfu_prob = "
+                f"{self.post_transplant.ltfu_prob}, cutoff = {self.analysis.cutoff!r}); use a Kaplan-Meier test")
         return self
 
     @property

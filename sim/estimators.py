@@ -1,0 +1,207 @@
+"""Fast estimators and tests at a landmark, pure numpy: the hot path of the sizing study.
+
+Kaplan-Meier with Greenwood variance and a log(-log) CI; one-sided tests of H0: S(t) <= p0 (Wald z
+on the cloglog, linear or arcsine scale, exact binomial, one-sample log-rank); Aalen-Johansen
+cumulative incidence with the Greenwood-type (Collett / SAS) variance; Clopper-Pearson intervals;
+median follow-up by reverse Kaplan-Meier. Conventions follow lifelines so tests can compare to it:
+an event at exactly t counts by t; a censoring tied with an event is still at risk for that event.
+Results are plain floats; an estimate that cannot be made is NaN with a reason, never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+TESTS = ("cloglog", "linear", "arcsine", "binomial", "logrank")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with standard error and a two-sided confidence interval."""
+
+    estimate: float
+    se: float
+    lower: float
+    upper: float
+    n: int
+    events: int
+    reason: str = ""
+
+    @property
+    def evaluable(self) -> bool:
+        """Whether an estimate could be made (otherwise `reason` says why)."""
+        return not self.reason
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A one-sided test of H0: S(t) <= p0: statistic, p-value, decision."""
+
+    statistic: float
+    p_value: float
+    reject: bool
+    reason: str = ""
+
+
+def _z(alpha: float) -> float:
+    return float(special.ndtri(1.0 - alpha))
+
+
+def km_landmark(time: np.ndarray, event: np.ndarray, t: float, alpha: float = 0.05) -> tuple[Estimate, float]:
+    """Kaplan-Meier S(t), Greenwood SE, log(-log) CI; also the Greenwood sum sum d/(n(n-d)) (for tests)."""
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    n = time.size
+    if n == 0:
+        return Estimate(np.nan, np.nan, np.nan, np.nan, 0, 0, "no patients"), np.nan
+    event_times = time[event & (time <= t)]
+    if event_times.size == 0:
+        s, greenwood = 1.0, 0.0
+        events = 0
+    else:
+        u, d = np.unique(event_times, return_counts=True)
+        at_risk = n - np.searchsorted(np.sort(time), u, side="left")
+        s = float(np.prod(1.0 - d / at_risk))
+        with np.errstate(divide="ignore"):
+            greenwood = float(np.sum(d / (at_risk * (at_risk - d))))
+        events = int(d.sum())
+    if np.max(time) < t and s > 0:
+        return Estimate(np.nan, np.nan, np.nan, np.nan, n, events, "nobody followed to the landmark"), greenwood
+    se = s * np.sqrt(greenwood) if s > 0 else 0.0
+    lower, upper = _loglog_interval(s, greenwood, alpha)
+    return Estimate(s, se, lower, upper, n, events), greenwood
+
+
+def _loglog_interval(s: float, greenwood: float, alpha: float) -> tuple[float, float]:
+    """CI for a survival probability on the log(-log) scale (undefined at 0 and 1: the point itself)."""
+    if not 0.0 < s < 1.0:
+        return s, s
+    half = _z(alpha / 2) * np.sqrt(greenwood) / abs(np.log(s))
+    return float(s ** np.exp(half)), float(s ** np.exp(-half))
+
+
+def wald_test(s: float, greenwood: float, p0: float, alpha: float, scale: str) -> TestResult:
+    """One-sided Wald z test of H0: S <= p0 on the cloglog, linear or arcsine scale."""
+    if not np.isfinite(s):
+        return TestResult(np.nan, np.nan, False, "estimate not evaluable")
+    if not 0.0 < s < 1.0:
+        return TestResult(np.nan, np.nan, False, f"S = {s:g}: the {scale} Wald statistic is undefined")
+    var_s = s * s * greenwood
+    if scale == "cloglog":
+        z = (np.log(-np.log(p0)) - np.log(-np.log(s))) / (np.sqrt(greenwood) / abs(np.log(s)))
+    elif scale == "linear":
+        z = (s - p0) / np.sqrt(var_s)
+    elif scale == "arcsine":
+        z = (np.arcsin(np.sqrt(s)) - np.arcsin(np.sqrt(p0))) / np.sqrt(var_s / (4.0 * s * (1.0 - s)))
+    else:
+        raise ValueError(f"unknown Wald scale {scale!r}")
+    p = float(special.ndtr(-z))
+    return TestResult(float(z), p, p <= alpha)
+
+
+def binomial_test(time: np.ndarray, event: np.ndarray, t: float, p0: float, alpha: float) -> TestResult:
+    """Exact binomial test on the landmark status; valid only if nobody is censored before t."""
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    if time.size == 0:
+        return TestResult(np.nan, np.nan, False, "no patients")
+    if np.any(~event & (time < t)):
+        return TestResult(np.nan, np.nan, False, "censored before the landmark: exact binomial not valid")
+    k = int(np.count_nonzero(~(event & (time <= t))))
+    p = float(stats.binom.sf(k - 1, time.size, p0))
+    return TestResult(float(k), p, p <= alpha)
+
+
+def logrank_one_sample(time: np.ndarray, event: np.ndarray, t: float, p0: float, alpha: float) -> TestResult:
+    """One-sample log-rank test against the exponential null S0(u) = p0^(u/t), follow-up truncated at t.
+
+    Z = (E - O) / sqrt(E), E = sum of null cumulative hazards over follow-up, O = observed events;
+    large Z means fewer events than the null predicts (evidence for S(t) > p0).
+    """
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    expected = float(-np.log(p0) / t * np.minimum(time, t).sum())
+    if expected <= 0:
+        return TestResult(np.nan, np.nan, False, "no follow-up")
+    observed = int(np.count_nonzero(event & (time <= t)))
+    z = (expected - observed) / np.sqrt(expected)
+    p = float(special.ndtr(-z))
+    return TestResult(float(z), p, p <= alpha)
+
+
+def landmark_test(time: np.ndarray, event: np.ndarray, t: float, p0: float, alpha: float, method: str,
+                  km: tuple[Estimate, float] | None = None) -> TestResult:
+    """The test of H0: S(t) <= p0 chosen by name (one of TESTS)."""
+    if method == "binomial":
+        return binomial_test(time, event, t, p0, alpha)
+    if method == "logrank":
+        return logrank_one_sample(time, event, t, p0, alpha)
+    estimate, greenwood = km if km is not None else km_landmark(time, event, t, alpha)
+    return wald_test(estimate.estimate, greenwood, p0, alpha, method)
+
+
+def aalen_johansen(time: np.ndarray, cause: np.ndarray, k: int, t: float, alpha: float = 0.05) -> Estimate:
+    """Cumulative incidence of cause k at t (other causes > 0 competing, 0 = censored), Collett variance."""
+    time = np.asarray(time, dtype=float)
+    cause = np.asarray(cause)
+    n = time.size
+    if n == 0:
+        return Estimate(np.nan, np.nan, np.nan, np.nan, 0, 0, "no patients")
+    failed = (cause > 0) & (time <= t)
+    events_k = int(np.count_nonzero(failed & (cause == k)))
+    if np.max(time) < t and not np.all(failed):
+        return Estimate(np.nan, np.nan, np.nan, np.nan, n, events_k, "nobody followed to the landmark")
+    if not failed.any():
+        return Estimate(0.0, 0.0, 0.0, 0.0, n, 0)
+    u, inverse = np.unique(time[failed], return_inverse=True)
+    d = np.bincount(inverse, minlength=u.size).astype(float)
+    dk = np.bincount(inverse, weights=(cause[failed] == k).astype(float), minlength=u.size)
+    at_risk = (n - np.searchsorted(np.sort(time), u, side="left")).astype(float)
+    surv = np.cumprod(1.0 - d / at_risk)
+    lag = np.concatenate([[1.0], surv[:-1]])
+    f_steps = np.cumsum(lag * dk / at_risk)
+    f = float(f_steps[-1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        first = np.sum(np.where(d < at_risk, d / (at_risk * (at_risk - d)), 0.0) * (f - f_steps) ** 2)
+    second = np.sum(lag ** 2 * dk * (at_risk - dk) / at_risk ** 3)
+    third = np.sum((f - f_steps) * lag * dk / at_risk ** 2)
+    var = float(max(first + second - 2.0 * third, 0.0))
+    lower, upper = _cif_interval(f, var, alpha)
+    return Estimate(f, float(np.sqrt(var)), lower, upper, n, events_k)
+
+
+def _cif_interval(f: float, var: float, alpha: float) -> tuple[float, float]:
+    """CI for a cumulative incidence on the log(-log) scale, as lifelines does."""
+    if not 0.0 < f < 1.0:
+        return f, f
+    se = np.sqrt(var) / (f * abs(np.log(f)))
+    z = _z(alpha / 2)
+    a = float(np.exp(-np.exp(np.log(-np.log(f)) + z * se)))
+    b = float(np.exp(-np.exp(np.log(-np.log(f)) - z * se)))
+    return min(a, b), max(a, b)
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> Estimate:
+    """Proportion k/n with its exact (Clopper-Pearson) two-sided interval."""
+    if n == 0:
+        return Estimate(np.nan, np.nan, np.nan, np.nan, 0, 0, "empty denominator")
+    p = k / n
+    lower = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+    upper = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return Estimate(p, float(np.sqrt(p * (1 - p) / n)), lower, upper, n, k)
+
+
+def reverse_km_median(time: np.ndarray, event: np.ndarray) -> float:
+    """Median follow-up: the median of the Kaplan-Meier curve with censoring as the event."""
+    time = np.asarray(time, dtype=float)
+    censored = ~np.asarray(event, dtype=bool)
+    if not censored.any():
+        return float("nan")
+    u, d = np.unique(time[censored], return_counts=True)
+    at_risk = time.size - np.searchsorted(np.sort(time), u, side="left")
+    surv = np.cumprod(1.0 - d / at_risk)
+    below = np.flatnonzero(surv <= 0.5)
+    return float(u[below[0]]) if below.size else float("nan")
