@@ -16,7 +16,13 @@ import numpy as np
 
 from sim.calibrate import AGVHD_WINDOW_DAYS
 from sim.estimators import (
-    Estimate, TestResult, aalen_johansen, clopper_pearson, km_landmark, landmark_test, reverse_km_median,
+    Estimate,
+    TestResult,
+    aalen_johansen,
+    clopper_pearson,
+    km_landmark,
+    landmark_test,
+    reverse_km_median,
 )
 from sim.model import BLINA_DEATH, INDUCTION_DEATH, TRANSPLANTED, TrialHistory
 from sim.patient_draws import CR, CRI
@@ -77,14 +83,17 @@ def observe(history: TrialHistory, n: int | None = None) -> Observed:
     post = history.post
 
     def since(name: str) -> np.ndarray:
-        return np.nan_to_num(post[name][:n][idx] - h, nan=INF)
+        days = post[name][:n][idx] - h
+        days[np.isnan(days)] = INF
+        return days
 
     horizon = history.scenario.post_transplant.horizon_months * DAYS_PER_MONTH
     follow_end = np.minimum(np.minimum(cutoff - h, since("ltfu_day")), horizon)
     return Observed(
         n=n, cutoff_day=cutoff, first_enroll_day=float(history.draws.enroll_day[0]), hsct=idx,
         follow_end=follow_end, relapse=since("relapse_day"), death=since("death_day"), agvhd=since("agvhd_day"),
-        agvhd34=post["agvhd_grade34"][:n][idx], cgvhd=since("cgvhd_day"), cgvhd_systemic=post["cgvhd_systemic"][:n][idx],
+        agvhd34=post["agvhd_grade34"][:n][idx], cgvhd=since("cgvhd_day"),
+        cgvhd_systemic=post["cgvhd_systemic"][:n][idx],
     )
 
 

@@ -13,9 +13,13 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sim import __version__
 from sim.scenario import ScenarioError, load_scenario
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_SCENARIO = "scenarios/base.toml"
 
@@ -72,7 +76,11 @@ def _nonneg_int(text: str) -> int:
 
 
 def _trial(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from sim.analysis import endpoints, observe
     from sim.calibrate import calibrate
+    from sim.figures import flow_figure, incidence_figure, survival_figure
     from sim.model import simulate_trial
     from sim.trial_data import event_log, format_flow, patient_flow, patients_table
 
@@ -80,6 +88,9 @@ def _trial(args: argparse.Namespace) -> int:
     history = simulate_trial(scenario, args.n, args.seed, post_model=calibrate(scenario))
     patients = patients_table(history)
     flow = patient_flow(history)
+    results = pd.DataFrame(endpoints(history))
+    obs = observe(history)
+    a = scenario.analysis
     manifest = {
         "command": "trial", "scenario_file": str(args.scenario), "overrides": args.overrides,
         "n": args.n, "seed": args.seed, "scenario": scenario.model_dump(), "versions": package_versions(),
@@ -88,14 +99,36 @@ def _trial(args: argparse.Namespace) -> int:
         "patients.csv": patients.to_csv(index=False, float_format="%.3f", lineterminator="\n"),
         "events.csv": event_log(patients).to_csv(index=False, float_format="%.3f", lineterminator="\n"),
         "flow.csv": flow.to_csv(index=False, lineterminator="\n"),
+        "endpoints.csv": results.to_csv(index=False, float_format="%.4f", lineterminator="\n"),
         "manifest.json": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+        "km_rfs_os.png": survival_figure(obs, a.landmark_months, a.p0),
+        "cumulative_incidence.png": incidence_figure(obs, a.landmark_months),
+        "patient_flow.png": flow_figure(flow),
     })
     months = (patients["enroll_day"].iloc[-1] / (365.25 / 12)) if len(patients) else 0.0
     print(f"Scenario {scenario.name!r}, {args.n} patients, seed {args.seed}; "
           f"accrual took {months:.1f} months\n")
     print(format_flow(flow))
-    print(f"\nWrote patients.csv, events.csv, flow.csv, manifest.json to {args.out}/")
+    print("\nEndpoints at the final analysis:")
+    print(format_endpoints(results))
+    print(f"  primary test: {results['method'].iloc[0].split('; ', 1)[1]}")
+    print(f"\nWrote patients.csv, events.csv, flow.csv, endpoints.csv, manifest.json and 3 figures to {args.out}/")
     return 0
+
+
+def format_endpoints(results: pd.DataFrame) -> str:
+    """Endpoint rows as aligned text: estimate with 95% CI, or the count."""
+    width = int(results["endpoint"].str.len().max())
+    lines = []
+    for row in results.itertuples(index=False):
+        if row.not_evaluable_reason:
+            value = f"not evaluable: {row.not_evaluable_reason}"
+        elif row.lower == row.lower:  # has a CI
+            value = f"{row.estimate:6.3f}  (95% CI {row.lower:.3f}-{row.upper:.3f}; n = {row.n:.0f})"
+        else:
+            value = f"{row.estimate:6.1f}  {row.method}"
+        lines.append(f"  {row.endpoint:<{width}}  {value}")
+    return "\n".join(lines)
 
 
 def _docs(args: argparse.Namespace) -> int:
@@ -106,15 +139,15 @@ def _docs(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_atomically(folder: Path, files: dict[str, str]) -> None:
+def write_atomically(folder: Path, files: dict[str, str | bytes]) -> None:
     """Write every file to a temporary name in `folder`, then rename each into place."""
     folder.mkdir(parents=True, exist_ok=True)
     staged = []
     try:
         for name, text in files.items():
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             staged.append((tmp, folder / name))
         for tmp, final in staged:
             os.replace(tmp, final)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 TESTS = ("cloglog", "linear", "arcsine", "binomial", "logrank")
 
@@ -57,22 +57,42 @@ def km_landmark(time: np.ndarray, event: np.ndarray, t: float, alpha: float = 0.
     n = time.size
     if n == 0:
         return Estimate(np.nan, np.nan, np.nan, np.nan, 0, 0, "no patients"), np.nan
-    event_times = time[event & (time <= t)]
-    if event_times.size == 0:
-        s, greenwood = 1.0, 0.0
-        events = 0
+    u, d, at_risk = _risk_table(time, event & (time <= t))
+    if u.size == 0:
+        s, greenwood, events = 1.0, 0.0, 0
     else:
-        u, d = np.unique(event_times, return_counts=True)
-        at_risk = n - np.searchsorted(np.sort(time), u, side="left")
-        s = float(np.prod(1.0 - d / at_risk))
+        s = float((1.0 - d / at_risk).prod())
         with np.errstate(divide="ignore"):
-            greenwood = float(np.sum(d / (at_risk * (at_risk - d))))
+            greenwood = float((d / (at_risk * (at_risk - d))).sum())
         events = int(d.sum())
-    if np.max(time) < t and s > 0:
+    if time.max() < t and s > 0:
         return Estimate(np.nan, np.nan, np.nan, np.nan, n, events, "nobody followed to the landmark"), greenwood
     se = s * np.sqrt(greenwood) if s > 0 else 0.0
     lower, upper = _loglog_interval(s, greenwood, alpha)
     return Estimate(s, se, lower, upper, n, events), greenwood
+
+
+def _risk_table(time: np.ndarray, failed: np.ndarray, mark: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Distinct failure times, failures at each, number at risk just before each (and marked failures at each)."""
+    times = time[failed]
+    if times.size == 0:
+        empty = np.empty(0)
+        return (empty, empty, empty) if mark is None else (empty, empty, empty, empty)
+    if mark is None:
+        times.sort()
+    else:
+        order = times.argsort(kind="stable")
+        times = times[order]
+    new = np.empty(times.size, dtype=bool)
+    new[0] = True
+    np.not_equal(times[1:], times[:-1], out=new[1:])
+    first = new.nonzero()[0]
+    u = times[first]
+    d = (times.searchsorted(u, side="right") - first).astype(float)
+    at_risk = (time.size - np.sort(time).searchsorted(u, side="left")).astype(float)
+    if mark is None:
+        return u, d, at_risk
+    return u, d, at_risk, np.add.reduceat(mark[failed][order].astype(float), first)
 
 
 def _loglog_interval(s: float, greenwood: float, alpha: float) -> tuple[float, float]:
@@ -111,7 +131,7 @@ def binomial_test(time: np.ndarray, event: np.ndarray, t: float, p0: float, alph
     if np.any(~event & (time < t)):
         return TestResult(np.nan, np.nan, False, "censored before the landmark: exact binomial not valid")
     k = int(np.count_nonzero(~(event & (time <= t))))
-    p = float(stats.binom.sf(k - 1, time.size, p0))
+    p = 1.0 if k == 0 else float(special.bdtrc(k - 1, time.size, p0))  # P(Binomial(n, p0) >= k)
     return TestResult(float(k), p, p <= alpha)
 
 
@@ -156,10 +176,7 @@ def aalen_johansen(time: np.ndarray, cause: np.ndarray, k: int, t: float, alpha:
         return Estimate(np.nan, np.nan, np.nan, np.nan, n, events_k, "nobody followed to the landmark")
     if not failed.any():
         return Estimate(0.0, 0.0, 0.0, 0.0, n, 0)
-    u, inverse = np.unique(time[failed], return_inverse=True)
-    d = np.bincount(inverse, minlength=u.size).astype(float)
-    dk = np.bincount(inverse, weights=(cause[failed] == k).astype(float), minlength=u.size)
-    at_risk = (n - np.searchsorted(np.sort(time), u, side="left")).astype(float)
+    u, d, at_risk, dk = _risk_table(time, failed, cause == k)
     surv = np.cumprod(1.0 - d / at_risk)
     lag = np.concatenate([[1.0], surv[:-1]])
     f_steps = np.cumsum(lag * dk / at_risk)
@@ -189,8 +206,8 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> Estimate:
     if n == 0:
         return Estimate(np.nan, np.nan, np.nan, np.nan, 0, 0, "empty denominator")
     p = k / n
-    lower = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
-    upper = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    lower = 0.0 if k == 0 else float(special.betaincinv(k, n - k + 1, alpha / 2))
+    upper = 1.0 if k == n else float(special.betaincinv(k + 1, n - k, 1 - alpha / 2))
     return Estimate(p, float(np.sqrt(p * (1 - p) / n)), lower, upper, n, k)
 
 
@@ -200,8 +217,16 @@ def reverse_km_median(time: np.ndarray, event: np.ndarray) -> float:
     censored = ~np.asarray(event, dtype=bool)
     if not censored.any():
         return float("nan")
-    u, d = np.unique(time[censored], return_counts=True)
-    at_risk = time.size - np.searchsorted(np.sort(time), u, side="left")
+    u, d, at_risk = _risk_table(time, censored)
     surv = np.cumprod(1.0 - d / at_risk)
     below = np.flatnonzero(surv <= 0.5)
     return float(u[below[0]]) if below.size else float("nan")
+
+
+def cumulative_incidence_curve(time: np.ndarray, cause: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Aalen-Johansen cumulative incidence of cause k at each distinct failure time (for plotting)."""
+    time = np.asarray(time, dtype=float)
+    cause = np.asarray(cause)
+    u, d, at_risk, dk = _risk_table(time, cause > 0, cause == k)
+    lag = np.concatenate([[1.0], np.cumprod(1.0 - d / at_risk)[:-1]])
+    return u, np.cumsum(lag * dk / at_risk)

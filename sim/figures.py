@@ -1,0 +1,103 @@
+"""Figures of one simulated trial: KM of RFS and OS after HSCT, relapse vs NRM incidence, patient flow.
+
+Uses matplotlib (Agg) and lifelines' plotting of numbers at risk; kept out of the modules that the
+sizing study's workers import, so they do not pay for these imports.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from lifelines import KaplanMeierFitter  # noqa: E402
+from lifelines.plotting import add_at_risk_counts  # noqa: E402
+
+from sim.analysis import Observed, competing, time_to_first  # noqa: E402
+from sim.estimators import cumulative_incidence_curve  # noqa: E402
+from sim.scenario import DAYS_PER_MONTH  # noqa: E402
+
+
+def survival_figure(obs: Observed, landmark_months: float, p0: float) -> bytes:
+    """Kaplan-Meier RFS and OS after HSCT with 95% CIs, numbers at risk, the landmark and p0."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fitters = []
+    for label, days, color in (("RFS", (obs.relapse, obs.death), "tab:blue"), ("OS", (obs.death,), "tab:green")):
+        time, event = time_to_first(obs, *days)
+        kmf = KaplanMeierFitter(label=label).fit(time / DAYS_PER_MONTH, event)
+        kmf.plot_survival_function(ax=ax, color=color, ci_show=True, show_censors=True,
+                                   censor_styles={"ms": 5, "marker": "|"})
+        fitters.append(kmf)
+    ax.axvline(landmark_months, color="grey", ls="--", lw=1, label=f"{landmark_months:g}-month landmark")
+    ax.axhline(p0, color="tab:red", ls=":", lw=1.2, label=f"p0 = {p0:g} (null RFS)")
+    ax.set_xlabel("Months since HSCT")
+    ax.set_ylabel("Probability")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(left=0)
+    ax.set_title(f"Relapse-free and overall survival after HSCT (n = {obs.hsct.size} transplanted)")
+    ax.legend(loc="lower left")
+    add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
+    return _png(fig)
+
+
+def incidence_figure(obs: Observed, landmark_months: float) -> bytes:
+    """Aalen-Johansen cumulative incidence of relapse and of NRM (competing risks)."""
+    time, cause = competing(obs, obs.relapse, obs.death)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for k, label, color in ((1, "Relapse", "tab:orange"), (2, "Non-relapse mortality", "tab:purple")):
+        u, f = cumulative_incidence_curve(time, cause, k)
+        end = float(time.max()) if time.size else 0.0
+        x = np.concatenate([[0.0], u, [end]]) / DAYS_PER_MONTH
+        y = np.concatenate([[0.0], f, [f[-1] if f.size else 0.0]])
+        ax.step(x, y, where="post", color=color, label=label)
+    ax.axvline(landmark_months, color="grey", ls="--", lw=1, label=f"{landmark_months:g}-month landmark")
+    ax.set_xlabel("Months since HSCT")
+    ax.set_ylabel("Cumulative incidence")
+    ax.set_ylim(0, max(0.5, ax.get_ylim()[1]))
+    ax.set_xlim(left=0)
+    ax.set_title(f"Relapse and NRM after HSCT, competing risks (n = {obs.hsct.size})")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def flow_figure(flow: pd.DataFrame) -> bytes:
+    """CONSORT-style diagram: main steps down the left, who left and why to the right."""
+    steps = [(row.step, int(row.count), []) for row in flow.itertuples() if row.level == 0]
+    groups: list[list[tuple[str, int]]] = []
+    for row in flow.itertuples():
+        if row.level == 0:
+            groups.append([])
+        else:
+            groups[-1].append((row.step, int(row.count)))
+    height = 1.25 * len(steps) + 0.5
+    fig, ax = plt.subplots(figsize=(9, height))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    box = {"boxstyle": "round,pad=0.4", "fc": "#eef3fb", "ec": "#34568b"}
+    side = {"boxstyle": "round,pad=0.35", "fc": "#fbf1ea", "ec": "#b5651d"}
+    for i, ((step, count, _), notes) in enumerate(zip(steps, groups, strict=True)):
+        y = height - 0.8 - 1.25 * i
+        ax.text(2.2, y, f"{step[0].upper()}{step[1:]}\nn = {count}", ha="center", va="center", fontsize=10, bbox=box)
+        if i < len(steps) - 1:
+            ax.annotate("", xy=(2.2, y - 0.85), xytext=(2.2, y - 0.4),
+                        arrowprops={"arrowstyle": "->", "color": "#34568b"})
+        shown = [f"{label}: {n}" for label, n in notes if n > 0 or "off pathway" in label]
+        if shown:
+            ax.text(5.0, y - 0.2, "\n".join(shown), ha="left", va="center", fontsize=8.5, bbox=side)
+            ax.annotate("", xy=(4.85, y - 0.2), xytext=(3.6, y - 0.2),
+                        arrowprops={"arrowstyle": "->", "color": "#b5651d"})
+    ax.set_title("Patient flow", fontsize=12)
+    return _png(fig)
+
+
+def _png(fig: plt.Figure) -> bytes:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
