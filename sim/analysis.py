@@ -11,6 +11,7 @@ analysis of an n-patient trial. `primary_analysis` is the fast path the sizing s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -33,19 +34,61 @@ INF = np.inf
 
 @dataclass(frozen=True)
 class Observed:
-    """Observed data of the first n patients at the data cutoff (transplanted: one row per HSCT)."""
+    """Observed data of the first n patients at the data cutoff, for the patients transplanted by then.
 
+    Event times are days since HSCT (inf: none, even latent); each is computed on first use, so the
+    primary analysis pays only for relapse and death. Follow-up ends at the cutoff, at loss to
+    follow-up or at the simulated horizon, whichever comes first.
+    """
+
+    history: TrialHistory
     n: int
     cutoff_day: float
-    first_enroll_day: float
     hsct: np.ndarray          # indices (into the first n) of patients transplanted by the cutoff
-    follow_end: np.ndarray    # per transplanted patient: cutoff, loss to follow-up or horizon, days since HSCT
-    relapse: np.ndarray       # days since HSCT, inf if none observed-or-latent
-    death: np.ndarray
-    agvhd: np.ndarray
-    agvhd34: np.ndarray       # bool
-    cgvhd: np.ndarray
-    cgvhd_systemic: np.ndarray
+
+    @cached_property
+    def hsct_day(self) -> np.ndarray:
+        """Calendar day of HSCT of each transplanted patient."""
+        return self.history.days["hsct_day"][self.hsct]
+
+    @cached_property
+    def follow_end(self) -> np.ndarray:
+        """End of follow-up, days since HSCT."""
+        horizon = self.history.scenario.post_transplant.horizon_months * DAYS_PER_MONTH
+        return np.minimum(np.minimum(self.cutoff_day - self.hsct_day, self._since("ltfu_day")), horizon)
+
+    @cached_property
+    def relapse(self) -> np.ndarray:
+        return self._since("relapse_day")
+
+    @cached_property
+    def death(self) -> np.ndarray:
+        return self._since("death_day")
+
+    @cached_property
+    def agvhd(self) -> np.ndarray:
+        return self._since("agvhd_day")
+
+    @cached_property
+    def agvhd34(self) -> np.ndarray:
+        return self.history.post["agvhd_grade34"][self.hsct]
+
+    @cached_property
+    def cgvhd(self) -> np.ndarray:
+        return self._since("cgvhd_day")
+
+    @cached_property
+    def cgvhd_systemic(self) -> np.ndarray:
+        return self.history.post["cgvhd_systemic"][self.hsct]
+
+    @property
+    def first_enroll_day(self) -> float:
+        return float(self.history.draws.enroll_day[0])
+
+    def _since(self, name: str) -> np.ndarray:
+        days = self.history.post[name][self.hsct] - self.hsct_day
+        days[np.isnan(days)] = INF
+        return days
 
 
 @dataclass(frozen=True)
@@ -77,24 +120,7 @@ def observe(history: TrialHistory, n: int | None = None) -> Observed:
     """Cut the latent histories of the first n patients at the data cutoff."""
     n = history.n if n is None else n
     cutoff = cutoff_day(history, n)
-    hsct_day = history.days["hsct_day"][:n]
-    idx = np.flatnonzero(hsct_day <= cutoff)
-    h = hsct_day[idx]
-    post = history.post
-
-    def since(name: str) -> np.ndarray:
-        days = post[name][:n][idx] - h
-        days[np.isnan(days)] = INF
-        return days
-
-    horizon = history.scenario.post_transplant.horizon_months * DAYS_PER_MONTH
-    follow_end = np.minimum(np.minimum(cutoff - h, since("ltfu_day")), horizon)
-    return Observed(
-        n=n, cutoff_day=cutoff, first_enroll_day=float(history.draws.enroll_day[0]), hsct=idx,
-        follow_end=follow_end, relapse=since("relapse_day"), death=since("death_day"), agvhd=since("agvhd_day"),
-        agvhd34=post["agvhd_grade34"][:n][idx], cgvhd=since("cgvhd_day"),
-        cgvhd_systemic=post["cgvhd_systemic"][:n][idx],
-    )
+    return Observed(history, n, cutoff, np.flatnonzero(history.days["hsct_day"][:n] <= cutoff))
 
 
 def time_to_first(obs: Observed, *event_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
