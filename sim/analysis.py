@@ -138,10 +138,10 @@ def competing(obs: Observed, event_day: np.ndarray, competing_days: np.ndarray) 
     return time, cause
 
 
-def primary_analysis(history: TrialHistory, n: int | None = None) -> PrimaryResult:
+def primary_analysis(history: TrialHistory, n: int | None = None, obs: Observed | None = None) -> PrimaryResult:
     """Kaplan-Meier RFS at the landmark after HSCT and the scenario's test of H0: S <= p0."""
     a = history.scenario.analysis
-    obs = observe(history, n)
+    obs = observe(history, n) if obs is None else obs
     landmark = a.landmark_months * DAYS_PER_MONTH
     time, event = time_to_first(obs, obs.relapse, obs.death)
     n_evaluable = int(np.count_nonzero((event & (time <= landmark)) | (time >= landmark)))
@@ -156,90 +156,115 @@ def primary_analysis(history: TrialHistory, n: int | None = None) -> PrimaryResu
     return PrimaryResult(km[0], test, int(obs.hsct.size), n_evaluable, obs.cutoff_day, duration)
 
 
-def itt_data(history: TrialHistory, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def itt_data(history: TrialHistory, n: int | None = None, obs: Observed | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """(time since enrollment, event): failure to reach HSCT is an event on the day it happens."""
-    n = history.n if n is None else n
-    obs = observe(history, n)
+    obs = observe(history, n) if obs is None else obs
+    n = obs.n
     enroll = history.draws.enroll_day[:n]
     exit_day = history.days["exit_day"][:n]
     left = (history.exit_reason[:n] != TRANSPLANTED) & (exit_day <= obs.cutoff_day)
     time = np.minimum(obs.cutoff_day, np.where(np.isnan(exit_day), INF, exit_day)) - enroll
     event = left.copy()
     hsct_time, hsct_event = time_to_first(obs, obs.relapse, obs.death)
-    offset = history.days["hsct_day"][:n][obs.hsct] - enroll[obs.hsct]
-    time[obs.hsct] = offset + hsct_time
+    time[obs.hsct] = obs.hsct_day - enroll[obs.hsct] + hsct_time
     event[obs.hsct] = hsct_event
     return time, event
 
 
-def endpoints(history: TrialHistory, n: int | None = None) -> list[dict[str, object]]:
-    """Every protocol endpoint of the first n patients: one row each (estimate, CI, denominator, method)."""
-    n = history.n if n is None else n
-    s = history.scenario
-    a = s.analysis
-    obs = observe(history, n)
+def itt_analysis(history: TrialHistory, n: int | None = None, obs: Observed | None = None
+                 ) -> tuple[Estimate, TestResult]:
+    """ITT sensitivity analysis: event-free survival at the landmark from enrollment, tested against itt_p0."""
+    a = history.scenario.analysis
+    time, event = itt_data(history, n, obs)
     landmark = a.landmark_months * DAYS_PER_MONTH
-    lm = f"{a.landmark_months:g}-month"
-    primary = primary_analysis(history, n)
-    rows = [_row(f"{lm} RFS after HSCT (primary)", primary.estimate,
-                 f"Kaplan-Meier, Greenwood SE, log(-log) 95% CI; test {a.test}: statistic "
-                 f"{primary.test.statistic:.3f}, one-sided p = {primary.test.p_value:.4f}, "
-                 f"H0 S <= {a.p0} {'rejected' if primary.test.reject else 'not rejected'} at alpha {a.alpha}"
-                 + (f" ({primary.test.reason})" if primary.test.reason else ""))]
+    km = km_landmark(time, event, landmark)
+    return km[0], landmark_test(time, event, landmark, a.itt_p0, a.alpha, a.test, km=km)
 
-    itt_time, itt_event = itt_data(history, n)
-    itt, _ = km_landmark(itt_time, itt_event, landmark)
-    rows.append(_row(f"{lm} event-free survival from enrollment (ITT)", itt,
-                     "Kaplan-Meier; failure to reach HSCT is an event on its day"))
 
-    rows += _response_rows(history, n, obs)
+# Secondary endpoints: key -> (label, method). "{lm}" is the landmark, e.g. "18-month".
+SECONDARY = {
+    "crc": ("CRc (CR + CRi) rate",
+            "Clopper-Pearson 95% CI; denominator: enrolled with known response (incl. deaths before assessment)"),
+    "mrd1": ("MRD-negative rate after induction ({assay})",
+             "Clopper-Pearson 95% CI; denominator: CR/CRi patients with a result"),
+    "mrd2": ("MRD-negative rate before HSCT ({assay})",
+             "Clopper-Pearson 95% CI; denominator: patients tested after consolidation"),
+    "os": ("{lm} OS after HSCT", "Kaplan-Meier, log(-log) 95% CI"),
+    "relapse": ("{lm} relapse incidence after HSCT", "Aalen-Johansen, NRM competing"),
+    "nrm": ("{lm} NRM incidence after HSCT", "Aalen-Johansen, relapse competing"),
+    "agvhd24": ("acute GVHD II-IV by day 100", "Aalen-Johansen, relapse and death competing"),
+    "agvhd34": ("acute GVHD III-IV by day 100", "Aalen-Johansen, relapse and death competing"),
+    "cgvhd": ("{lm} chronic GVHD incidence", "Aalen-Johansen, relapse and death competing"),
+    "grfs": ("{lm} GRFS after HSCT",
+             "Kaplan-Meier; events: aGVHD III-IV, chronic GVHD needing systemic therapy, relapse, death"),
+}
+
+
+def secondary_estimates(history: TrialHistory, n: int | None = None, obs: Observed | None = None
+                        ) -> dict[str, Estimate]:
+    """Every secondary endpoint of the first n patients, keyed as in SECONDARY."""
+    obs = observe(history, n) if obs is None else obs
+    landmark = history.scenario.analysis.landmark_months * DAYS_PER_MONTH
+    out = _response_estimates(history, obs)
     os_time, os_event = time_to_first(obs, obs.death)
-    rows.append(_row(f"{lm} OS after HSCT", km_landmark(os_time, os_event, landmark)[0], "Kaplan-Meier"))
+    out["os"] = km_landmark(os_time, os_event, landmark)[0]
     t, cause = competing(obs, obs.relapse, obs.death)
-    rows.append(_row(f"{lm} relapse incidence after HSCT", aalen_johansen(t, cause, 1, landmark),
-                     "Aalen-Johansen, NRM competing"))
-    rows.append(_row(f"{lm} NRM incidence after HSCT", aalen_johansen(t, cause, 2, landmark),
-                     "Aalen-Johansen, relapse competing"))
+    out["relapse"] = aalen_johansen(t, cause, 1, landmark)
+    out["nrm"] = aalen_johansen(t, cause, 2, landmark)
     relapse_or_death = np.minimum(obs.relapse, obs.death)
     t, cause = competing(obs, obs.agvhd, relapse_or_death)
-    rows.append(_row("acute GVHD II-IV by day 100", aalen_johansen(t, cause, 1, AGVHD_WINDOW_DAYS),
-                     "Aalen-Johansen, relapse and death competing"))
+    out["agvhd24"] = aalen_johansen(t, cause, 1, AGVHD_WINDOW_DAYS)
     t, cause = competing(obs, np.where(obs.agvhd34, obs.agvhd, INF), relapse_or_death)
-    rows.append(_row("acute GVHD III-IV by day 100", aalen_johansen(t, cause, 1, AGVHD_WINDOW_DAYS),
-                     "Aalen-Johansen, relapse and death competing"))
+    out["agvhd34"] = aalen_johansen(t, cause, 1, AGVHD_WINDOW_DAYS)
     t, cause = competing(obs, obs.cgvhd, relapse_or_death)
-    rows.append(_row(f"{lm} chronic GVHD incidence", aalen_johansen(t, cause, 1, landmark),
-                     "Aalen-Johansen, relapse and death competing"))
+    out["cgvhd"] = aalen_johansen(t, cause, 1, landmark)
     grfs_time, grfs_event = time_to_first(obs, obs.relapse, obs.death, np.where(obs.agvhd34, obs.agvhd, INF),
                                           np.where(obs.cgvhd_systemic, obs.cgvhd, INF))
-    rows.append(_row(f"{lm} GRFS after HSCT", km_landmark(grfs_time, grfs_event, landmark)[0],
-                     "Kaplan-Meier; events: aGVHD III-IV, chronic GVHD needing systemic therapy, relapse, death"))
-    rows += _count_rows(primary, obs, landmark)
-    return rows
+    out["grfs"] = km_landmark(grfs_time, grfs_event, landmark)[0]
+    return out
 
 
-def _response_rows(history: TrialHistory, n: int, obs: Observed) -> list[dict[str, object]]:
-    d, days = history.draws, history.days
-    assay = history.scenario.mrd.assay
-    cutoff = obs.cutoff_day
+def _response_estimates(history: TrialHistory, obs: Observed) -> dict[str, Estimate]:
+    d, days, n, cutoff = history.draws, history.days, obs.n, obs.cutoff_day
     # Known response status by the cutoff: assessed, or died before the assessment.
     died_before = np.isin(history.exit_reason[:n], (INDUCTION_DEATH, BLINA_DEATH)) & (days["exit_day"][:n] <= cutoff)
     assessed = days["response_day"][:n] <= cutoff
-    known = assessed | died_before
     crc = assessed & np.isin(d.response[:n], (CR, CRI))
-    turnaround = history.scenario.assay.turnaround_days
-    mrd1 = crc & (days["response_day"][:n] + turnaround <= cutoff)
+    mrd1 = crc & (days["response_day"][:n] + history.scenario.assay.turnaround_days <= cutoff)
     mrd2 = days["eligible_day"][:n] <= cutoff
-    return [
-        _row("CRc (CR + CRi) rate", clopper_pearson(int(crc.sum()), int(known.sum())),
-             "Clopper-Pearson 95% CI; denominator: enrolled with known response (incl. deaths before assessment)"),
-        _row(f"MRD-negative rate after induction ({assay})",
-             clopper_pearson(int((mrd1 & d.mrd1_negative[:n]).sum()), int(mrd1.sum())),
-             "Clopper-Pearson 95% CI; denominator: CR/CRi patients with a result"),
-        _row(f"MRD-negative rate before HSCT ({assay})",
-             clopper_pearson(int((mrd2 & d.mrd2_negative[:n]).sum()), int(mrd2.sum())),
-             "Clopper-Pearson 95% CI; denominator: patients tested after consolidation"),
+    return {
+        "crc": clopper_pearson(int(crc.sum()), int((assessed | died_before).sum())),
+        "mrd1": clopper_pearson(int((mrd1 & d.mrd1_negative[:n]).sum()), int(mrd1.sum())),
+        "mrd2": clopper_pearson(int((mrd2 & d.mrd2_negative[:n]).sum()), int(mrd2.sum())),
+    }
+
+
+def endpoints(history: TrialHistory, n: int | None = None) -> list[dict[str, object]]:
+    """Every protocol endpoint of the first n patients: one row each (estimate, CI, denominator, method)."""
+    a = history.scenario.analysis
+    obs = observe(history, n)
+    lm = f"{a.landmark_months:g}-month"
+    primary = primary_analysis(history, obs=obs)
+    itt, itt_test = itt_analysis(history, obs=obs)
+    rows = [
+        _row(f"{lm} RFS after HSCT (primary)", primary.estimate,
+             "Kaplan-Meier, Greenwood SE, log(-log) 95% CI; " + _describe_test(primary.test, a.test, a.p0, a.alpha)),
+        _row(f"{lm} event-free survival from enrollment (ITT)", itt,
+             "Kaplan-Meier; failure to reach HSCT is an event on its day; "
+             + _describe_test(itt_test, a.test, a.itt_p0, a.alpha)),
     ]
+    for key, est in secondary_estimates(history, obs=obs).items():
+        label, method = SECONDARY[key]
+        rows.append(_row(label.format(lm=lm, assay=history.scenario.mrd.assay), est, method))
+    return rows + _count_rows(primary, obs, a.landmark_months * DAYS_PER_MONTH)
+
+
+def _describe_test(test: TestResult, method: str, p0: float, alpha: float) -> str:
+    verdict = "rejected" if test.reject else "not rejected"
+    reason = f" ({test.reason})" if test.reason else ""
+    return (f"test {method}: statistic {test.statistic:.3f}, one-sided p = {test.p_value:.4f}, "
+            f"H0 S <= {p0} {verdict} at alpha {alpha}{reason}")
 
 
 def _count_rows(primary: PrimaryResult, obs: Observed, landmark: float) -> list[dict[str, object]]:

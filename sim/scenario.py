@@ -50,6 +50,8 @@ class Analysis(_Section):
                       json_schema_extra={"unit": "probability"})
     p1: float = Field(gt=0.0, lt=1.0, description="RFS at the landmark the trial is designed to detect",
                       json_schema_extra={"unit": "probability"})
+    itt_p0: float = Field(gt=0.0, lt=1.0, description="Null event-free survival at the landmark from enrollment "
+                          "for the ITT sensitivity test", json_schema_extra={"unit": "probability"})
     alpha: float = Field(gt=0.0, lt=0.5, description="One-sided significance level",
                          json_schema_extra={"unit": "probability"})
     test: Literal["cloglog", "linear", "arcsine", "binomial", "logrank"] = _text(
