@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim import __version__
-from sim.scenario import ScenarioError, load_scenario
+from sim.scenario import InputError, load_scenario
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,12 +25,13 @@ DEFAULT_SCENARIO = "scenarios/base.toml"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of run_sim.py; returns the process exit status."""
+    """Entry point of run_sim.py; returns the process exit status. No command: the default sweep."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv or ["sweep"])
     try:
         return args.command(args)
-    except ScenarioError as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -46,6 +47,24 @@ def _parser() -> argparse.ArgumentParser:
     trial.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (default results/demo)")
     trial.set_defaults(command=_trial)
 
+    sweep = sub.add_parser("sweep", help="sizing study: power and precision over sample sizes (the default)")
+    _scenario_args(sweep)
+    sweep.add_argument("--n", nargs="+", type=_n_spec, default=[list(range(20, 101, 10))], metavar="N",
+                       help="sample sizes: START:STOP:STEP (inclusive) and/or single values (default 20:100:10)")
+    sweep.add_argument("--reps", type=_positive_int, default=2000, help="replicates per sample size (default 2000)")
+    sweep.add_argument("--seed", type=_nonneg_int, default=1, help="master random seed (default 1)")
+    sweep.add_argument("--jobs", type=_jobs, default=-1, help="parallel processes, -1 = all cores (default -1)")
+    sweep.add_argument("--chunk-size", type=_positive_int, default=50, help="replicates per chunk (default 50)")
+    sweep.add_argument("--backend", choices=("loky", "dask"), default="loky",
+                       help="loky: processes on this machine; dask: a Dask cluster (needs --scheduler)")
+    sweep.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    sweep.add_argument("--endpoints", choices=("primary", "all"), default="all",
+                       help="primary: primary and ITT only (fastest); all: every secondary endpoint too")
+    sweep.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
+    sweep.add_argument("--out", type=Path, default=Path("results/base"), help="output folder (default results/base)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(command=_sweep)
+
     docs = sub.add_parser("docs", help="regenerate the scenario reference (scenarios/README.md)")
     docs.add_argument("--out", type=Path, default=Path("scenarios/README.md"))
     docs.set_defaults(command=_docs)
@@ -56,6 +75,39 @@ def _scenario_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default=DEFAULT_SCENARIO, help=f"scenario TOML file (default {DEFAULT_SCENARIO})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one scenario value (repeatable), e.g. --set donor.p_no_donor=0.3")
+
+
+def _n_spec(text: str) -> list[int]:
+    try:
+        if ":" in text:
+            start, stop, step = (int(part) for part in text.split(":"))
+            if step < 1 or stop < start:
+                raise ValueError
+            values = list(range(start, stop + 1, step))
+        else:
+            values = [int(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected START:STOP:STEP or an integer") from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: sample sizes must be >= 1")
+    return values
+
+
+def _jobs(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else 0
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of processes or -1 (all cores)")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a probability strictly between 0 and 1")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -131,6 +183,143 @@ def format_endpoints(results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    import time
+
+    from sim.analysis import SECONDARY
+    from sim.figures import power_figure
+    from sim.oc import non_monotone_power, operating_characteristics, required_n
+    from sim.runner import DaskExecutor, LocalExecutor, Study, arm_models, run_study
+    from sim.truth import true_values
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    if args.backend == "dask" and not args.scheduler:
+        raise InputError("--backend dask needs --scheduler tcp://HOST:PORT")
+    if args.scheduler and args.backend != "dask":
+        raise InputError("--scheduler is only used with --backend dask")
+    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    study = Study(scenario, ns, args.reps, args.seed, args.endpoints)
+    executor = DaskExecutor(args.scheduler) if args.backend == "dask" else LocalExecutor(_cores(args.jobs))
+    started = time.time()
+    try:
+        with _progress(args.reps, args.quiet) as bar:
+            replicates = run_study(study, args.out, executor, args.chunk_size, progress=bar.update)
+    finally:
+        if isinstance(executor, DaskExecutor):
+            executor.close()
+    truths = true_values(scenario, arm_models(scenario), args.seed)
+    analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
+    oc = operating_characteristics(replicates, truths, analyses)
+    targets = tuple(args.target_power)
+    sizes = required_n(oc, targets)
+    drops = non_monotone_power(replicates)
+    finished = time.time()
+    manifest = {
+        "command": "sweep", "scenario_file": str(args.scenario), "overrides": args.overrides, "n": list(ns),
+        "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints, "backend": args.backend,
+        "jobs": args.jobs, "chunk_size": args.chunk_size, "scenario": scenario.model_dump(), "truths": truths,
+        "versions": package_versions(), "code_version": code_version(), "machine": machine(),
+        "started": _iso(started), "finished": _iso(finished), "wall_seconds": round(finished - started, 2),
+        "note": "results depend only on the scenario, seed, reps, n grid and endpoints; "
+                "not on jobs, chunk size or backend",
+    }
+    a = scenario.analysis
+    title = (f"{scenario.name}: H0 S(18 mo) <= {a.p0} vs true {truths['design']['rfs']:.3f}, "
+             f"test {a.test}, {args.reps} replicates")
+    write_atomically(args.out, {
+        "oc.csv": oc.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "required_n.csv": sizes.to_csv(index=False, lineterminator="\n"),
+        "power_curve.png": power_figure(oc, targets, a.alpha, title),
+        "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
+    })
+    _write_parquet_atomically(replicates, args.out / "replicates.parquet")
+    print(format_power_table(oc, sizes, drops, a.alpha))
+    print(f"\n{args.reps} replicates x {len(ns)} sample sizes in {finished - started:.1f} s. "
+          f"Results: {args.out}/ (oc.csv, required_n.csv, replicates.parquet, power_curve.png, manifest.json)")
+    return 0
+
+
+def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFrame, alpha: float) -> str:
+    """Power, type I error and precision of the primary endpoint by n, then the required n."""
+    rows = oc[oc["analysis"] == "rfs"].sort_values("n")
+    lines = ["   n  transplanted  evaluable   power (MCSE)    type I (MCSE)   coverage  CI half-width  "
+             "not evaluable  duration (months)"]
+    for r in rows.itertuples(index=False):
+        lines.append(f"{r.n:4d}  {r.transplanted_mean:12.1f}  {r.evaluable_mean:9.1f}  "
+                     f"{r.power:6.3f} ({r.power_mcse:.3f})  {r.type1:6.3f} ({r.type1_mcse:.3f})  "
+                     f"{r.coverage:8.3f}  {r.halfwidth_mean:13.3f}  {r.p_not_evaluable:13.3f}  "
+                     f"{r.duration_months_mean:17.1f}")
+    lines.append(f"(type I error on the null twin, nominal alpha {alpha:g}; MCSE = Monte Carlo standard error)")
+    for s in sizes.itertuples(index=False):
+        if s.required_n != s.required_n:
+            lines.append(f"power {s.target_power:g}: not reached by n = {s.largest_n}")
+        else:
+            high = "beyond the grid" if s.required_n_high != s.required_n_high else f"{s.required_n_high:.0f}"
+            lines.append(f"power {s.target_power:g}: n = {s.required_n:.0f} "
+                         f"(MCSE interval {s.required_n_low:.0f} to {high})")
+    for d in drops.itertuples(index=False):
+        flag = " (beyond 2 MCSE)" if d.beyond_2_mcse else " (within Monte Carlo noise)"
+        lines.append(f"warning: power falls from n = {d.n_from} to n = {d.n_to} by {-d.power_change:.3f}{flag}; "
+                     "small-sample discreteness, shown as simulated")
+    return "\n".join(lines)
+
+
+def _cores(jobs: int) -> int:
+    return (os.cpu_count() or 1) if jobs == -1 else jobs
+
+
+class _NoBar:
+    def update(self, k: int) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _progress(total: int, quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="rep", desc="replicates", dynamic_ncols=True)
+
+
+def _write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _iso(seconds: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC).isoformat(timespec="seconds")
+
+
+def code_version() -> str:
+    """Git commit of the code (with '+dirty' for uncommitted changes), or the package version."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{commit}{'+dirty' if dirty else ''}" if commit else __version__
+
+
+def machine() -> dict[str, object]:
+    """Where the run happened."""
+    return {"node": platform.node(), "system": platform.platform(), "processor": platform.machine(),
+            "cpus": os.cpu_count()}
+
+
 def _docs(args: argparse.Namespace) -> int:
     from sim.scenario_doc import scenario_reference
 
@@ -162,7 +351,7 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version(), "sim": __version__}
-    for name in ("numpy", "scipy", "simpy", "pandas", "pydantic"):
+    for name in ("numpy", "scipy", "simpy", "pandas", "pydantic", "pyarrow", "joblib", "distributed"):
         try:
             versions[name] = version(name)
         except PackageNotFoundError:

@@ -101,3 +101,37 @@ def _png(fig: plt.Figure) -> bytes:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def power_figure(oc: pd.DataFrame, targets: tuple[float, ...], alpha: float, title: str) -> bytes:
+    """Power and type I error against the number enrolled, with +-1.96 MCSE bands and target lines."""
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    styles = {"rfs": ("Primary: 18-month RFS after HSCT", "tab:blue", "-"),
+              "itt": ("ITT sensitivity: event-free survival from enrollment", "tab:gray", "--")}
+    for analysis, (label, color, ls) in styles.items():
+        rows = oc[oc["analysis"] == analysis].sort_values("n")
+        if rows.empty:
+            continue
+        n = rows["n"].to_numpy()
+        for measure, marker, text in (("power", "o", "power"), ("type1", "s", "type I error")):
+            y, se = rows[measure].to_numpy(), rows[f"{measure}_mcse"].to_numpy()
+            ax.plot(n, y, color=color, ls=ls, marker=marker, ms=4, label=f"{label}: {text}")
+            ax.fill_between(n, y - 1.96 * se, y + 1.96 * se, color=color, alpha=0.18, lw=0)
+    for target in targets:
+        ax.axhline(target, color="tab:green", ls=":", lw=1)
+        ax.text(ax.get_xlim()[0], target + 0.01, f"target power {target:g}", color="tab:green", fontsize=8)
+    ax.axhline(alpha, color="tab:red", ls=":", lw=1)
+    ax.text(ax.get_xlim()[0], alpha + 0.01, f"alpha {alpha:g}", color="tab:red", fontsize=8)
+    primary = oc[oc["analysis"] == "rfs"].sort_values("n")
+    if not primary.empty:
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(primary["n"].to_numpy(),
+                       labels=[f"{v:.0f}" for v in primary["transplanted_mean"].to_numpy()])
+        top.set_xlabel("Mean number transplanted", fontsize=9)
+    ax.set_xlabel("Patients enrolled (n)")
+    ax.set_ylabel("Probability of rejecting H0 (bands: +-1.96 Monte Carlo SE)")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=11)
+    ax.legend(loc="center right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)

@@ -18,7 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 DAYS_PER_MONTH = 365.25 / 12
 
 
-class ScenarioError(ValueError):
+class InputError(ValueError):
+    """Input the program cannot use (a file, an option, an output folder); the message says where and why."""
+
+
+class ScenarioError(InputError):
     """A scenario file or override that cannot be used; the message says where and why."""
 
 

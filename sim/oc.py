@@ -1,0 +1,125 @@
+"""Operating characteristics of a design over replicates, each with its Monte Carlo standard error.
+
+Performance measures and their MCSEs follow Morris, White & Crowther (Stat Med 2019;38:2074), table 6:
+power / type I error / coverage / P(not evaluable) are proportions over all R replicates
+(sqrt(p(1-p)/R)); bias, empirical SE, RMSE and CI half-width use the replicates where the estimate
+exists (n_estimable), which are counted and reported, never dropped silently. A trial whose
+endpoint is not evaluable counts as "H0 not rejected" in power and type I error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+Z95 = 1.959963984540054
+
+
+def proportion(x: np.ndarray) -> tuple[float, float]:
+    """Mean of 0/1 outcomes and its MCSE sqrt(p(1-p)/R)."""
+    x = np.asarray(x, dtype=float)
+    if x.size == 0:
+        return np.nan, np.nan
+    p = float(x.mean())
+    return p, float(np.sqrt(p * (1 - p) / x.size))
+
+
+def estimation_measures(est: np.ndarray, lower: np.ndarray, upper: np.ndarray, truth: float) -> dict[str, float]:
+    """Mean, bias, empirical SE, RMSE, coverage and CI half-width of an estimator, each with its MCSE."""
+    ok = np.isfinite(est)
+    e, lo, hi = est[ok], lower[ok], upper[ok]
+    k = int(ok.sum())
+    out: dict[str, float] = {"n_estimable": k}
+    if k < 2:
+        return out | dict.fromkeys(("mean", "bias", "bias_mcse", "empse", "empse_mcse", "rmse", "rmse_mcse",
+                                    "coverage", "coverage_mcse", "halfwidth_mean", "halfwidth_mean_mcse",
+                                    "halfwidth_p90", "halfwidth_p90_mcse"), np.nan)
+    mean = float(e.mean())
+    empse = float(e.std(ddof=1))
+    sq = (e - truth) ** 2
+    mse = float(sq.mean())
+    rmse = float(np.sqrt(mse))
+    mse_mcse = float(np.sqrt(np.sum((sq - mse) ** 2) / (k * (k - 1))))
+    covered, covered_mcse = proportion((lo <= truth) & (truth <= hi))
+    half = (hi - lo) / 2
+    return out | {
+        "mean": mean, "bias": mean - truth, "bias_mcse": empse / np.sqrt(k),
+        "empse": empse, "empse_mcse": empse / np.sqrt(2 * (k - 1)),
+        "rmse": rmse, "rmse_mcse": mse_mcse / (2 * rmse) if rmse > 0 else 0.0,
+        "coverage": covered, "coverage_mcse": covered_mcse,
+        "halfwidth_mean": float(half.mean()), "halfwidth_mean_mcse": float(half.std(ddof=1) / np.sqrt(k)),
+        "halfwidth_p90": float(np.quantile(half, 0.9)), "halfwidth_p90_mcse": quantile_mcse(half, 0.9),
+    }
+
+
+def quantile_mcse(x: np.ndarray, q: float) -> float:
+    """MCSE of a sample quantile from the order statistics one binomial SE either side of it."""
+    k = x.size
+    step = np.sqrt(q * (1 - q) / k)
+    lo, hi = np.quantile(x, [max(q - step, 0.0), min(q + step, 1.0)])
+    return float((hi - lo) / 2)
+
+
+def spread(x: np.ndarray, name: str) -> dict[str, float]:
+    """Mean and 10th/50th/90th percentiles of a per-replicate quantity."""
+    p10, p50, p90 = np.quantile(x, [0.1, 0.5, 0.9])
+    return {f"{name}_mean": float(np.mean(x)), f"{name}_p10": float(p10), f"{name}_p50": float(p50),
+            f"{name}_p90": float(p90)}
+
+
+def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[str, float]],
+                              analyses: tuple[str, ...]) -> pd.DataFrame:
+    """One row per (n, analysis): power and type I error (tested analyses) and estimation measures."""
+    rows = []
+    for n, at_n in replicates.groupby("n", sort=True):
+        design = at_n[at_n["arm"] == "design"].sort_values("replicate")
+        null = at_n[at_n["arm"] == "null"].sort_values("replicate")
+        counts = (spread(design["n_transplanted"].to_numpy(), "transplanted")
+                  | spread(design["n_evaluable"].to_numpy(), "evaluable")
+                  | spread(design["duration_months"].to_numpy(), "duration_months"))
+        for analysis in analyses:
+            row: dict[str, object] = {"n": int(n), "analysis": analysis, "reps": len(design)}
+            if f"{analysis}_reject" in design:
+                row["power"], row["power_mcse"] = proportion(design[f"{analysis}_reject"])
+                row["type1"], row["type1_mcse"] = proportion(null[f"{analysis}_reject"])
+            est = design[f"{analysis}_est"].to_numpy(dtype=float)
+            row["p_not_evaluable"], row["p_not_evaluable_mcse"] = proportion(~np.isfinite(est))
+            row["true"] = truths["design"][analysis]
+            row |= estimation_measures(est, design[f"{analysis}_lower"].to_numpy(dtype=float),
+                                       design[f"{analysis}_upper"].to_numpy(dtype=float), row["true"])
+            rows.append(row | counts)
+    return pd.DataFrame(rows)
+
+
+def required_n(oc: pd.DataFrame, targets: tuple[float, ...], analysis: str = "rfs") -> pd.DataFrame:
+    """Smallest n in the grid reaching each target power, with an interval from +-1.96 MCSE."""
+    rows = oc[oc["analysis"] == analysis].sort_values("n")
+    n, power, mcse = rows["n"].to_numpy(), rows["power"].to_numpy(), rows["power_mcse"].to_numpy()
+
+    def first(mask: np.ndarray) -> float:
+        hits = np.flatnonzero(mask)
+        return float(n[hits[0]]) if hits.size else np.nan
+
+    return pd.DataFrame([{
+        "target_power": target,
+        "required_n": first(power >= target),
+        "required_n_low": first(power + Z95 * mcse >= target),
+        "required_n_high": first(power - Z95 * mcse >= target),
+        "largest_n": int(n.max()),
+    } for target in targets])
+
+
+def non_monotone_power(replicates: pd.DataFrame, analysis: str = "rfs") -> pd.DataFrame:
+    """Adjacent sample sizes where power falls as n grows, with the paired MCSE of the drop."""
+    design = replicates[replicates["arm"] == "design"]
+    table = design.pivot(index="replicate", columns="n", values=f"{analysis}_reject").astype(float)
+    ns = list(table.columns)
+    rows = []
+    for a, b in zip(ns[:-1], ns[1:], strict=True):
+        diff = (table[b] - table[a]).to_numpy()
+        change = float(diff.mean())
+        if change < 0:
+            mcse = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else np.nan
+            rows.append({"n_from": a, "n_to": b, "power_change": change, "change_mcse": mcse,
+                         "beyond_2_mcse": bool(change < -2 * mcse)})
+    return pd.DataFrame(rows, columns=["n_from", "n_to", "power_change", "change_mcse", "beyond_2_mcse"])

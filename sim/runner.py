@@ -1,0 +1,246 @@
+"""Replicates of whole virtual trials, in chunks, on joblib (loky) or a Dask cluster, resumable.
+
+A replicate is addressed by (seed, replicate index) alone, so results do not depend on chunking,
+worker count or backend. Each replicate simulates the pathway once at the largest n of the grid and
+analyses its first n patients for every n (exact, because without a finite trial-only transplant
+capacity no patient's history depends on a later patient; with one, each n is simulated on its own,
+still from the same streams). The scenario and its null twin share the pathway and every uniform;
+only the post-HSCT hazards differ. Each finished chunk is written atomically as Parquet to
+OUT/chunks/; a rerun resumes from them. Workers import only numpy/scipy/simpy/pydantic code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim.analysis import itt_analysis, observe, primary_analysis, secondary_estimates
+from sim.calibrate import PostTransplantModel, calibrate, null_twin
+from sim.model import TrialHistory, hsct_group, simulate_trial
+from sim.post_transplant import post_transplant_history
+from sim.scenario import DAYS_PER_MONTH, InputError, Scenario
+
+ARMS = ("design", "null")
+
+
+@dataclass(frozen=True)
+class Study:
+    """What a sizing study simulates: a scenario over a grid of sample sizes."""
+
+    scenario: Scenario
+    ns: tuple[int, ...]
+    reps: int
+    seed: int
+    endpoints: str = "all"          # "primary" (primary + ITT) or "all" (with every secondary endpoint)
+
+    def identity(self) -> dict[str, object]:
+        """What must match for existing chunks to be reused (not reps: a study can be extended)."""
+        return {"scenario": self.scenario.model_dump(), "ns": list(self.ns), "seed": self.seed,
+                "endpoints": self.endpoints}
+
+
+def arm_models(scenario: Scenario) -> dict[str, PostTransplantModel]:
+    """Post-HSCT hazards of the scenario as given and of its null twin (true RFS at the landmark = p0)."""
+    design = calibrate(scenario)
+    landmark = scenario.analysis.landmark_months * DAYS_PER_MONTH
+    return {"design": design, "null": null_twin(design, scenario.analysis.p0, landmark)}
+
+
+# --------------------------------------------------------------------------- one chunk (runs on workers)
+
+
+def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int
+                   ) -> dict[str, np.ndarray]:
+    """Rows (replicate, n, arm) for replicates start..stop-1, as columns of plain numpy arrays."""
+    rows: list[dict[str, object]] = []
+    for r in range(start, stop):
+        for ns, history in _pathways(study, models["design"], r):
+            for arm in ARMS:
+                arm_history = history if arm == "design" else _with_post(history, models[arm])
+                # The null twin exists for type I error: its secondary endpoints are not needed (NaN).
+                endpoints = study.endpoints if arm == "design" else "primary"
+                rows += [{"replicate": r, "n": n, "arm": arm} | replicate_row(arm_history, n, endpoints) for n in ns]
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    return {key: np.asarray([row.get(key, np.nan) for row in rows]) for key in keys}
+
+
+def _pathways(study: Study, design: PostTransplantModel, r: int) -> Iterator[tuple[tuple[int, ...], TrialHistory]]:
+    if study.scenario.transplant.capacity == "finite":
+        for n in study.ns:
+            yield (n,), simulate_trial(study.scenario, n, study.seed, r, post_model=design)
+    else:
+        yield study.ns, simulate_trial(study.scenario, max(study.ns), study.seed, r, post_model=design)
+
+
+def _with_post(history: TrialHistory, model: PostTransplantModel) -> TrialHistory:
+    post = post_transplant_history(history.days["hsct_day"], hsct_group(history.draws), history.draws.post_uniforms,
+                                   model)
+    return replace(history, post=post)
+
+
+def replicate_row(history: TrialHistory, n: int, endpoints: str) -> dict[str, object]:
+    """Estimates, CIs, test decisions and counts of one analysed trial of the first n patients."""
+    obs = observe(history, n)
+    primary = primary_analysis(history, obs=obs)
+    itt, itt_test = itt_analysis(history, obs=obs)
+    row: dict[str, object] = {
+        "n_transplanted": primary.n_transplanted, "n_evaluable": primary.n_evaluable,
+        "duration_months": primary.duration_months, "rfs_events": primary.estimate.events,
+    }
+    for prefix, est, test in (("rfs", primary.estimate, primary.test), ("itt", itt, itt_test)):
+        row.update({f"{prefix}_est": est.estimate, f"{prefix}_se": est.se, f"{prefix}_lower": est.lower,
+                    f"{prefix}_upper": est.upper, f"{prefix}_stat": test.statistic, f"{prefix}_p": test.p_value,
+                    f"{prefix}_reject": test.reject, f"{prefix}_reason": est.reason or test.reason})
+    if endpoints == "all":
+        for key, est in secondary_estimates(history, obs=obs).items():
+            row.update({f"{key}_est": est.estimate, f"{key}_lower": est.lower, f"{key}_upper": est.upper})
+    return row
+
+
+# --------------------------------------------------------------------------- chunks on disk
+
+
+def chunk_ranges(reps: int, chunk_size: int, done: set[tuple[int, int]] = frozenset()) -> list[tuple[int, int]]:
+    """Replicate ranges still to run: [0, reps) in chunks, skipping replicates already on disk."""
+    covered = np.zeros(reps, dtype=bool)
+    for start, stop in done:
+        covered[start:min(stop, reps)] = True
+    ranges = []
+    r = 0
+    while r < reps:
+        if covered[r]:
+            r += 1
+            continue
+        stop = r
+        while stop < reps and not covered[stop] and stop - r < chunk_size:
+            stop += 1
+        ranges.append((r, stop))
+        r = stop
+    return ranges
+
+
+def chunk_path(out: Path, start: int, stop: int) -> Path:
+    """Where the chunk of replicates start..stop-1 lives."""
+    return out / "chunks" / f"reps-{start:08d}-{stop:08d}.parquet"
+
+
+def finished_chunks(out: Path) -> set[tuple[int, int]]:
+    """(start, stop) of every complete chunk file in OUT/chunks/."""
+    found = set()
+    for path in (out / "chunks").glob("reps-*-*.parquet"):
+        _, start, stop = path.stem.split("-")
+        found.add((int(start), int(stop)))
+    return found
+
+
+def write_chunk(out: Path, start: int, stop: int, columns: dict[str, np.ndarray]) -> None:
+    """Write one chunk atomically: a temporary file in the same folder, then rename."""
+    final = chunk_path(out, start, stop)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    pd.DataFrame(columns).to_parquet(tmp, index=False)
+    os.replace(tmp, final)
+
+
+def prepare_output(out: Path, study: Study) -> None:
+    """Create OUT/ for this study, or check that an existing one holds the same study."""
+    identity_file = out / "study.json"
+    identity = json.dumps(study.identity(), sort_keys=True, indent=1)
+    if identity_file.exists():
+        if identity_file.read_text() != identity:
+            raise InputError(
+                f"{out}: holds results of a different study (scenario, seed, n grid or endpoints differ); "
+                "use another --out folder, or delete this one to start again")
+    else:
+        (out / "chunks").mkdir(parents=True, exist_ok=True)
+        tmp = out / ".study.json.tmp"
+        tmp.write_text(identity)
+        os.replace(tmp, identity_file)
+    (out / "chunks").mkdir(parents=True, exist_ok=True)
+
+
+def load_replicates(out: Path, reps: int) -> pd.DataFrame:
+    """Every replicate row < reps from OUT/chunks/, sorted by (replicate, n, arm)."""
+    frames = [pd.read_parquet(chunk_path(out, start, stop)) for start, stop in sorted(finished_chunks(out))]
+    data = pd.concat(frames, ignore_index=True)
+    data = data[data["replicate"] < reps].drop_duplicates(["replicate", "n", "arm"])
+    return data.sort_values(["replicate", "n", "arm"], kind="mergesort").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- backends
+
+ChunkResult = tuple[int, int, dict[str, np.ndarray]]
+
+
+def _chunk_task(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int) -> ChunkResult:
+    return start, stop, simulate_chunk(study, models, start, stop)
+
+
+class LocalExecutor:
+    """Chunks in this process (jobs = 1) or on joblib's loky process pool, yielded as they finish."""
+
+    def __init__(self, jobs: int = 1) -> None:
+        self.jobs = jobs
+
+    def run(self, study: Study, models: dict[str, PostTransplantModel], todo: list[tuple[int, int]]
+            ) -> Iterator[ChunkResult]:
+        if self.jobs == 1:
+            for start, stop in todo:
+                yield _chunk_task(study, models, start, stop)
+            return
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(n_jobs=self.jobs, backend="loky", return_as="generator_unordered")
+        yield from parallel(delayed(_chunk_task)(study, models, start, stop) for start, stop in todo)
+
+
+class DaskExecutor:
+    """Chunks on a Dask distributed cluster as futures (Client.submit), consumed as they finish.
+
+    Futures rather than joblib's Dask backend: they fail fast when a worker cannot import the task,
+    use workers that join late, and retry a chunk whose worker died.
+    """
+
+    def __init__(self, scheduler: str, timeout: str = "10s") -> None:
+        from distributed import Client
+
+        try:
+            self.client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"--scheduler {scheduler}: cannot connect to the Dask scheduler ({exc})") from None
+
+    def run(self, study: Study, models: dict[str, PostTransplantModel], todo: list[tuple[int, int]]
+            ) -> Iterator[ChunkResult]:
+        from distributed import as_completed
+
+        study_f, models_f = self.client.scatter([study, models], broadcast=True)
+        futures = [self.client.submit(_chunk_task, study_f, models_f, start, stop, pure=False, retries=3)
+                   for start, stop in todo]
+        for future in as_completed(futures):
+            result = future.result()
+            future.release()
+            yield result
+
+    def close(self) -> None:
+        """Disconnect from the scheduler (the cluster keeps running)."""
+        self.client.close()
+
+
+def run_study(study: Study, out: Path, executor: LocalExecutor | DaskExecutor, chunk_size: int = 50,
+              progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Run (or resume) every missing chunk, then return all replicate rows."""
+    prepare_output(out, study)
+    models = arm_models(study.scenario)
+    todo = chunk_ranges(study.reps, chunk_size, finished_chunks(out))
+    if progress is not None:
+        progress(study.reps - sum(stop - start for start, stop in todo))
+    for start, stop, columns in executor.run(study, models, todo):
+        write_chunk(out, start, stop, columns)
+        if progress is not None:
+            progress(stop - start)
+    return load_replicates(out, study.reps)
