@@ -117,11 +117,12 @@ def power_figure(oc: pd.DataFrame, targets: tuple[float, ...], alpha: float, tit
             y, se = rows[measure].to_numpy(), rows[f"{measure}_mcse"].to_numpy()
             ax.plot(n, y, color=color, ls=ls, marker=marker, ms=4, label=f"{label}: {text}")
             ax.fill_between(n, y - 1.96 * se, y + 1.96 * se, color=color, alpha=0.18, lw=0)
+    right = ax.get_xlim()[1]
     for target in targets:
         ax.axhline(target, color="tab:green", ls=":", lw=1)
-        ax.text(ax.get_xlim()[0], target + 0.01, f"target power {target:g}", color="tab:green", fontsize=8)
+        ax.text(right, target + 0.01, f"target power {target:g}", color="tab:green", fontsize=8, ha="right")
     ax.axhline(alpha, color="tab:red", ls=":", lw=1)
-    ax.text(ax.get_xlim()[0], alpha + 0.01, f"alpha {alpha:g}", color="tab:red", fontsize=8)
+    ax.text(right, alpha + 0.01, f"alpha {alpha:g}", color="tab:red", fontsize=8, ha="right")
     primary = oc[oc["analysis"] == "rfs"].sort_values("n")
     if not primary.empty:
         top = ax.secondary_xaxis("top")
@@ -132,6 +133,6 @@ def power_figure(oc: pd.DataFrame, targets: tuple[float, ...], alpha: float, tit
     ax.set_ylabel("Probability of rejecting H0 (bands: +-1.96 Monte Carlo SE)")
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=11)
-    ax.legend(loc="center right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)
