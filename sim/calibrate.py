@@ -153,24 +153,41 @@ def _integrate(f, lo: float, hi: float) -> float:
 
 
 def _solve_competing(model: PostTransplantModel, r: float, m: float) -> tuple[float, float]:
+    """Reference cumulative hazards (relapse, NRM) at tau whose population incidences are (r, m).
+
+    Nested monotone root finding: for a given relapse hazard, the NRM incidence increases with the
+    NRM hazard (inner solve); with the inner solution, the relapse incidence increases with the
+    relapse hazard (outer solve). Robust at the bounds (r or m = 0) and near r + m = 1.
+    """
     tau = model.tau_days
-    total = -np.log1p(-(r + m))
-    start = np.array([total * r / (r + m), total * m / (r + m)]) if r + m > 0 else np.zeros(2)
-    if r == 0 and m == 0:
-        return 0.0, 0.0
 
-    def residual(x: np.ndarray) -> np.ndarray:
-        trial = replace(model, relapse_cumhaz=x[0], nrm_cumhaz=x[1])
-        return np.array([relapse_incidence(trial, tau) - r, nrm_incidence(trial, tau) - m])
+    def nrm_for(a_rel: float) -> float:
+        if m == 0:
+            return 0.0
+        return _increasing_root(lambda b: nrm_incidence(replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=b), tau), m)
 
-    fit = optimize.least_squares(residual, start, bounds=(0, np.inf), xtol=1e-15, ftol=1e-15, gtol=1e-15)
-    if np.max(np.abs(fit.fun)) > 1e-8:
+    if r == 0:
+        a_rel = 0.0
+    else:
+        a_rel = _increasing_root(
+            lambda a: relapse_incidence(replace(model, relapse_cumhaz=a, nrm_cumhaz=nrm_for(a)), tau), r)
+    a_nrm = nrm_for(a_rel)
+    fitted = replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=a_nrm)
+    gap = max(abs(relapse_incidence(fitted, tau) - r), abs(nrm_incidence(fitted, tau) - m))
+    if not np.isfinite(gap) or gap > 1e-8:
         raise ScenarioError(
             f"post_transplant: no hazards reproduce relapse_incidence = {r} and nrm_incidence = {m} "
-            f"with these hazard ratios (closest: {r + fit.fun[0]:.4f}, {m + fit.fun[1]:.4f})")
-    a_rel = 0.0 if r == 0 else float(fit.x[0])
-    a_nrm = 0.0 if m == 0 else float(fit.x[1])
+            "with these hazard ratios and shapes")
     return a_rel, a_nrm
+
+
+def _increasing_root(f, target: float, hi: float = 1.0, max_doublings: int = 200) -> float:
+    """x >= 0 with f(x) = target for f increasing from f(0); ScenarioError if no bracket is found."""
+    for _ in range(max_doublings):
+        if f(hi) >= target:
+            return float(optimize.brentq(lambda x: f(x) - target, 0.0, hi, xtol=1e-15, rtol=1e-15, maxiter=500))
+        hi *= 2.0
+    raise ScenarioError(f"post_transplant: an incidence of {target} cannot be reached by any hazard")
 
 
 def _solve_rate(cif_at_rate, target: float, maximum: float, key: str) -> float:
@@ -182,22 +199,28 @@ def _solve_rate(cif_at_rate, target: float, maximum: float, key: str) -> float:
         raise ScenarioError(
             f"post_transplant.{key} = {target}: at most {maximum:.4f} is achievable given relapse and death "
             "before GVHD onset")
-    hi = 1e-3
-    while cif_at_rate(hi) < target:
-        hi *= 4
-    return float(optimize.brentq(lambda x: cif_at_rate(x) - target, 0.0, hi, xtol=1e-14, rtol=1e-13))
+    return _increasing_root(cif_at_rate, target, hi=1e-3, max_doublings=400)
 
 
 def _agvhd_cif(model: PostTransplantModel, rate: float, t: float = AGVHD_WINDOW_DAYS) -> float:
-    t = min(t, AGVHD_WINDOW_DAYS)
-    return float(sum(model.weights[g] * _integrate(
-        lambda s, g=g: rate * np.exp(-rate * s) * model.rfs_group(s, g), 0, t) for g in model.groups))
+    return _onset_cif(model, rate, 0.0, min(t, AGVHD_WINDOW_DAYS))
 
 
 def _cgvhd_cif(model: PostTransplantModel, rate: float, t: float) -> float:
-    d0 = model.cgvhd_onset_days
+    return _onset_cif(model, rate, model.cgvhd_onset_days, t)
+
+
+def _onset_cif(model: PostTransplantModel, rate: float, start: float, t: float) -> float:
+    """Incidence by t of an onset with constant hazard from `start`, relapse and NRM competing.
+
+    Integrates over u = 1 - exp(-rate (s - start)) rather than s, so the integrand stays smooth for
+    any rate (a large rate would otherwise be a spike at `start` that quadrature misses).
+    """
+    if t <= start or rate == 0:
+        return 0.0
+    top = -np.expm1(-rate * (t - start))
     return float(sum(model.weights[g] * _integrate(
-        lambda s, g=g: rate * np.exp(-rate * (s - d0)) * model.rfs_group(s, g), d0, t) for g in model.groups))
+        lambda u, g=g: model.rfs_group(start - np.log1p(-u) / rate, g), 0.0, top) for g in model.groups))
 
 
 def _solve_agvhd(model: PostTransplantModel, target: float) -> float:
