@@ -30,6 +30,7 @@ from sim.patient_draws import CR, CRI
 from sim.scenario import DAYS_PER_MONTH
 
 INF = np.inf
+CUTOFF_MARGIN_DAYS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ def cutoff_day(history: TrialHistory, n: int) -> float:
     hsct = history.days["hsct_day"][:n]
     landmark = s.analysis.landmark_months * DAYS_PER_MONTH
     ends = np.where(history.exit_reason[:n] == TRANSPLANTED, hsct + landmark, exit_day)
-    return float(np.max(ends))
+    # A microsecond-scale margin so that (cutoff - hsct) >= landmark survives floating-point rounding.
+    return float(np.max(ends)) + CUTOFF_MARGIN_DAYS
 
 
 def observe(history: TrialHistory, n: int | None = None) -> Observed:
