@@ -160,7 +160,10 @@ def primary_analysis(history: TrialHistory, n: int | None = None, obs: Observed 
 
 def itt_data(history: TrialHistory, n: int | None = None, obs: Observed | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
-    """(time since enrollment, event): failure to reach HSCT is an event on the day it happens."""
+    """(time since enrollment, event): failure to reach HSCT is an event on the day it happens.
+
+    Only patients enrolled by the data cutoff are analysed (all of them under the landmark rule).
+    """
     obs = observe(history, n) if obs is None else obs
     n = obs.n
     enroll = history.draws.enroll_day[:n]
@@ -171,7 +174,8 @@ def itt_data(history: TrialHistory, n: int | None = None, obs: Observed | None =
     hsct_time, hsct_event = time_to_first(obs, obs.relapse, obs.death)
     time[obs.hsct] = obs.hsct_day - enroll[obs.hsct] + hsct_time
     event[obs.hsct] = hsct_event
-    return time, event
+    enrolled = enroll <= obs.cutoff_day
+    return time[enrolled], event[enrolled]
 
 
 def itt_analysis(history: TrialHistory, n: int | None = None, obs: Observed | None = None
@@ -273,7 +277,8 @@ def _count_rows(primary: PrimaryResult, obs: Observed, landmark: float) -> list[
     time, event = time_to_first(obs, obs.relapse, obs.death)
     follow_up = reverse_km_median(time, event) / DAYS_PER_MONTH
     counts = [
-        ("enrolled", obs.n, "patients"),
+        ("enrolled", int(np.count_nonzero(obs.history.draws.enroll_day[:obs.n] <= obs.cutoff_day)),
+         "patients enrolled by the data cutoff"),
         ("transplanted by the cutoff", primary.n_transplanted, "patients"),
         (f"evaluable at {landmark / DAYS_PER_MONTH:g} months", primary.n_evaluable,
          "transplanted with an event by the landmark or followed past it"),

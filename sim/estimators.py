@@ -107,8 +107,12 @@ def wald_test(s: float, greenwood: float, p0: float, alpha: float, scale: str) -
     """One-sided Wald z test of H0: S <= p0 on the cloglog, linear or arcsine scale."""
     if not np.isfinite(s):
         return TestResult(np.nan, np.nan, False, "estimate not evaluable")
-    if not 0.0 < s < 1.0:
-        return TestResult(np.nan, np.nan, False, f"S = {s:g}: the {scale} Wald statistic is undefined")
+    if s == 1.0:
+        # No event by the landmark: zero variance, the statistic is +infinity on every scale. Rejecting keeps
+        # decisions monotone in the number of landmark survivors (K = n rejects whenever K = n - 1 does).
+        return TestResult(np.inf, 0.0, True)
+    if s == 0.0:
+        return TestResult(-np.inf, 1.0, False)
     var_s = s * s * greenwood
     if scale == "cloglog":
         z = (np.log(-np.log(p0)) - np.log(-np.log(s))) / (np.sqrt(greenwood) / abs(np.log(s)))
@@ -172,12 +176,12 @@ def aalen_johansen(time: np.ndarray, cause: np.ndarray, k: int, t: float, alpha:
         return Estimate(np.nan, np.nan, np.nan, np.nan, 0, 0, "no patients")
     failed = (cause > 0) & (time <= t)
     events_k = int(np.count_nonzero(failed & (cause == k)))
-    if np.max(time) < t and not np.all(failed):
-        return Estimate(np.nan, np.nan, np.nan, np.nan, n, events_k, "nobody followed to the landmark")
-    if not failed.any():
-        return Estimate(0.0, 0.0, 0.0, 0.0, n, 0)
     u, d, at_risk, dk = _risk_table(time, failed, cause == k)
     surv = np.cumprod(1.0 - d / at_risk)
+    if time.max() < t and (surv.size == 0 or surv[-1] > 0):
+        return Estimate(np.nan, np.nan, np.nan, np.nan, n, events_k, "nobody followed to the landmark")
+    if u.size == 0:
+        return Estimate(0.0, 0.0, 0.0, 0.0, n, 0)
     lag = np.concatenate([[1.0], surv[:-1]])
     f_steps = np.cumsum(lag * dk / at_risk)
     f = float(f_steps[-1])
