@@ -22,6 +22,8 @@ from sim.scenario import DAYS_PER_MONTH, Scenario, ScenarioError
 
 DONOR_TYPES = ("haplo", "sibling", "unrelated")
 AGVHD_WINDOW_DAYS = 100.0
+_SHAPE_KEYS = ("post_transplant.relapse_hr_mrd_positive, post_transplant.nrm_hr_haplo, "
+               "post_transplant.nrm_hr_unrelated, post_transplant.relapse_shape, post_transplant.nrm_shape")
 
 
 @dataclass(frozen=True)
@@ -52,16 +54,6 @@ class PostTransplantModel:
     def nrm_H(self, t: np.ndarray | float, group: int | np.ndarray) -> np.ndarray:
         """Cumulative NRM hazard at t days after HSCT."""
         return self.nrm_hr[group] * self.nrm_cumhaz * (np.asarray(t) / self.tau_days) ** self.nrm_shape
-
-    def relapse_h(self, t: float, group: int) -> float:
-        """Relapse hazard (per day) at t days after HSCT."""
-        k = self.relapse_shape
-        return float(self.relapse_hr[group] * self.relapse_cumhaz * k / self.tau_days * (t / self.tau_days) ** (k - 1))
-
-    def nrm_h(self, t: float, group: int) -> float:
-        """NRM hazard (per day) at t days after HSCT."""
-        k = self.nrm_shape
-        return float(self.nrm_hr[group] * self.nrm_cumhaz * k / self.tau_days * (t / self.tau_days) ** (k - 1))
 
     def rfs_group(self, t: np.ndarray | float, group: int) -> np.ndarray:
         """Relapse-free survival of subgroup g at t days."""
@@ -140,9 +132,29 @@ def _population_cif(model: PostTransplantModel, t: float, cause: str) -> float:
             share = (a if cause == "relapse" else b) / (a + b) if a + b > 0 else 0.0
             total += model.weights[g] * share * -np.expm1(-(a + b))
         else:
-            hazard = model.relapse_h if cause == "relapse" else model.nrm_h
-            total += model.weights[g] * _integrate(lambda s, g=g, h=hazard: h(s, g) * model.rfs_group(s, g), 0, t)
+            total += model.weights[g] * _cause_integral(model, g, t, cause, lambda s: 1.0)
     return float(total)
+
+
+def _cause_integral(model: PostTransplantModel, g: int, t: float, cause: str, weight) -> float:
+    """Integral over [0, t] of weight(s) h_c(s) S(s) ds for cause c of subgroup g.
+
+    Taken over y = 1 - exp(-H_c(s)), where it becomes the integral of weight(s) exp(-H_other(s)) dy:
+    bounded and smooth for any Weibull shape and hazard size (in s the integrand has a spike at 0
+    when the shape is below 1 or the hazard is large, which quadrature misses).
+    """
+    own, other = (model.relapse_H, model.nrm_H) if cause == "relapse" else (model.nrm_H, model.relapse_H)
+    shape = model.relapse_shape if cause == "relapse" else model.nrm_shape
+    scale = float(own(model.tau_days, g))
+    if scale == 0:
+        return 0.0
+    tau = model.tau_days
+
+    def integrand(y: float) -> float:
+        s = tau * (-np.log1p(-y) / scale) ** (1.0 / shape)
+        return float(weight(s) * np.exp(-other(s, g)))
+
+    return _integrate(integrand, 0.0, -np.expm1(-float(own(t, g))))
 
 
 def _integrate(f, lo: float, hi: float) -> float:
@@ -164,30 +176,36 @@ def _solve_competing(model: PostTransplantModel, r: float, m: float) -> tuple[fl
     def nrm_for(a_rel: float) -> float:
         if m == 0:
             return 0.0
-        return _increasing_root(lambda b: nrm_incidence(replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=b), tau), m)
+        return _increasing_root(lambda b: nrm_incidence(replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=b), tau), m,
+                                "nrm_incidence")
 
     if r == 0:
         a_rel = 0.0
     else:
         a_rel = _increasing_root(
-            lambda a: relapse_incidence(replace(model, relapse_cumhaz=a, nrm_cumhaz=nrm_for(a)), tau), r)
+            lambda a: relapse_incidence(replace(model, relapse_cumhaz=a, nrm_cumhaz=nrm_for(a)), tau), r,
+            "relapse_incidence")
     a_nrm = nrm_for(a_rel)
     fitted = replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=a_nrm)
     gap = max(abs(relapse_incidence(fitted, tau) - r), abs(nrm_incidence(fitted, tau) - m))
     if not np.isfinite(gap) or gap > 1e-8:
         raise ScenarioError(
-            f"post_transplant: no hazards reproduce relapse_incidence = {r} and nrm_incidence = {m} "
-            "with these hazard ratios and shapes")
+            f"post_transplant.relapse_incidence = {r} and post_transplant.nrm_incidence = {m}: no hazards "
+            f"reproduce both with these hazard ratios and shapes ({_SHAPE_KEYS})")
     return a_rel, a_nrm
 
 
-def _increasing_root(f, target: float, hi: float = 1.0, max_doublings: int = 200) -> float:
-    """x >= 0 with f(x) = target for f increasing from f(0); ScenarioError if no bracket is found."""
+def _increasing_root(f, target: float, key: str, hi: float = 1.0, max_doublings: int = 200) -> float:
+    """x >= 0 with f(x) = target for f increasing from f(0); ScenarioError naming `key` if none is found."""
     for _ in range(max_doublings):
-        if f(hi) >= target:
+        value = f(hi)
+        if not np.isfinite(value):
+            break
+        if value >= target:
             return float(optimize.brentq(lambda x: f(x) - target, 0.0, hi, xtol=1e-15, rtol=1e-15, maxiter=500))
         hi *= 2.0
-    raise ScenarioError(f"post_transplant: an incidence of {target} cannot be reached by any hazard")
+    raise ScenarioError(f"post_transplant.{key} = {target}: no hazard reproduces this incidence with these "
+                        f"hazard ratios and shapes ({_SHAPE_KEYS})")
 
 
 def _solve_rate(cif_at_rate, target: float, maximum: float, key: str) -> float:
@@ -198,8 +216,9 @@ def _solve_rate(cif_at_rate, target: float, maximum: float, key: str) -> float:
             return float("inf")
         raise ScenarioError(
             f"post_transplant.{key} = {target}: at most {maximum:.4f} is achievable given relapse and death "
-            "before GVHD onset")
-    return _increasing_root(cif_at_rate, target, hi=1e-3, max_doublings=400)
+            "before GVHD onset (post_transplant.relapse_incidence, post_transplant.nrm_incidence, "
+            "post_transplant.cgvhd_onset_min_days)")
+    return _increasing_root(cif_at_rate, target, key, hi=1e-3, max_doublings=400)
 
 
 def _agvhd_cif(model: PostTransplantModel, rate: float, t: float = AGVHD_WINDOW_DAYS) -> float:
@@ -246,8 +265,7 @@ def os(model: PostTransplantModel, t: float) -> float:
     mu = model.post_relapse_death_rate
     total = 0.0
     for g in model.groups:
-        after_relapse = _integrate(
-            lambda s, g=g: model.relapse_h(s, g) * model.rfs_group(s, g) * np.exp(-mu * (t - s)), 0, t)
+        after_relapse = _cause_integral(model, g, t, "relapse", lambda s: np.exp(-mu * (t - s)))
         total += model.weights[g] * (model.rfs_group(t, g) + after_relapse)
     return float(total)
 

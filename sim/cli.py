@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sim import __version__
-from sim.scenario import InputError, load_scenario
+from sim.scenario import InputError, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,6 +110,15 @@ def _probability(text: str) -> float:
     return value
 
 
+def _calibrated(args: argparse.Namespace, solve, scenario):
+    """solve(scenario), with a calibration failure reported against the file and overrides that caused it."""
+    try:
+        return solve(scenario)
+    except ScenarioError as exc:
+        overrides = "".join(f" --set {item}" for item in args.overrides)
+        raise ScenarioError(f"{args.scenario}{' with' + overrides if overrides else ''}: {exc}") from None
+
+
 def _positive_int(text: str) -> int:
     value = _nonneg_int(text)
     if value < 1:
@@ -137,7 +146,8 @@ def _trial(args: argparse.Namespace) -> int:
     from sim.trial_data import event_log, format_flow, patient_flow, patients_table
 
     scenario = load_scenario(args.scenario, args.overrides)
-    history = simulate_trial(scenario, args.n, args.seed, post_model=calibrate(scenario))
+    post_model = _calibrated(args, calibrate, scenario)
+    history = simulate_trial(scenario, args.n, args.seed, post_model=post_model)
     patients = patients_table(history)
     flow = patient_flow(history)
     results = pd.DataFrame(endpoints(history))
@@ -193,6 +203,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from sim.truth import true_values
 
     scenario = load_scenario(args.scenario, args.overrides)
+    models = _calibrated(args, arm_models, scenario)
     if args.backend == "dask" and not args.scheduler:
         raise InputError("--backend dask needs --scheduler tcp://HOST:PORT")
     if args.scheduler and args.backend != "dask":
@@ -207,7 +218,7 @@ def _sweep(args: argparse.Namespace) -> int:
     finally:
         if isinstance(executor, DaskExecutor):
             executor.close()
-    truths = true_values(scenario, arm_models(scenario), args.seed)
+    truths = true_values(scenario, models, args.seed)
     analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
     oc = operating_characteristics(replicates, truths, analyses)
     targets = tuple(args.target_power)

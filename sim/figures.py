@@ -25,6 +25,8 @@ from sim.scenario import DAYS_PER_MONTH  # noqa: E402
 def survival_figure(obs: Observed, landmark_months: float, p0: float) -> bytes:
     """Kaplan-Meier RFS and OS after HSCT with 95% CIs, numbers at risk, the landmark and p0."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    if obs.hsct.size == 0:
+        return _empty(fig, ax, "No patient transplanted by the data cutoff: no survival after HSCT to show")
     fitters = []
     for label, days, color in (("RFS", (obs.relapse, obs.death), "tab:blue"), ("OS", (obs.death,), "tab:green")):
         time, event = time_to_first(obs, *days)
@@ -48,6 +50,8 @@ def incidence_figure(obs: Observed, landmark_months: float) -> bytes:
     """Aalen-Johansen cumulative incidence of relapse and of NRM (competing risks)."""
     time, cause = competing(obs, obs.relapse, obs.death)
     fig, ax = plt.subplots(figsize=(8, 4.8))
+    if obs.hsct.size == 0:
+        return _empty(fig, ax, "No patient transplanted by the data cutoff: no incidence after HSCT to show")
     for k, label, color in ((1, "Relapse", "tab:orange"), (2, "Non-relapse mortality", "tab:purple")):
         u, f = cumulative_incidence_curve(time, cause, k)
         end = float(time.max()) if time.size else 0.0
@@ -135,4 +139,10 @@ def power_figure(oc: pd.DataFrame, targets: tuple[float, ...], alpha: float, tit
     ax.set_title(title, fontsize=11)
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _empty(fig: plt.Figure, ax: plt.Axes, message: str) -> bytes:
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, wrap=True)
     return _png(fig)

@@ -34,12 +34,18 @@ def _prob(doc: str) -> Any:
     return Field(ge=0.0, le=1.0, description=doc, json_schema_extra={"unit": "probability"})
 
 
+# Upper bounds by unit: far beyond any clinical value, they only keep arithmetic finite.
+_MAXIMUM = {"days": 3650.0, "months": 600.0, "years": 120.0, "m2": 5.0, "mg": 1000.0, "mg/m2": 1000.0,
+            "mg/day": 1000.0, "mg/m2/day": 1000.0, "ug/day": 1000.0, "patients / site-month": 1000.0,
+            "log(days)": 3.0, "-": 100.0}
+
+
 def _positive(doc: str, unit: str) -> Any:
-    return Field(gt=0.0, description=doc, json_schema_extra={"unit": unit})
+    return Field(gt=0.0, le=_MAXIMUM[unit], description=doc, json_schema_extra={"unit": unit})
 
 
 def _nonneg(doc: str, unit: str) -> Any:
-    return Field(ge=0.0, description=doc, json_schema_extra={"unit": unit})
+    return Field(ge=0.0, le=_MAXIMUM[unit], description=doc, json_schema_extra={"unit": unit})
 
 
 def _text(doc: str) -> Any:
@@ -167,11 +173,6 @@ class Cycle(_Section):
     p_delay: float = _prob("The cycle is prolonged (e.g. count recovery, infection)")
     delay_days: float = _nonneg("Length of a delay when it happens", "days")
 
-    @model_validator(mode="after")
-    def _exclusive(self) -> Cycle:
-        if self.p_death + self.p_relapse > 1.0 + 1e-12:
-            raise ValueError(f"cycle p_death + p_relapse = {self.p_death + self.p_relapse:.4g}; must be <= 1")
-        return self
 
 
 class Consolidation(_Section):
@@ -181,6 +182,16 @@ class Consolidation(_Section):
     start_gap_days: float = _nonneg("From the response assessment to the start of cycle 1", "days")
     cycle1: Cycle
     cycle2: Cycle
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> Consolidation:
+        for name in ("cycle1", "cycle2"):
+            cycle = getattr(self, name)
+            if cycle.p_death + cycle.p_relapse > 1.0 + 1e-12:
+                raise ValueError(
+                    f"consolidation.{name}.p_death + consolidation.{name}.p_relapse = "
+                    f"{cycle.p_death + cycle.p_relapse:.4g}; these exclusive outcomes must sum to <= 1")
+        return self
 
 
 class Assay(_Section):
@@ -278,10 +289,15 @@ class PostTransplant(_Section):
                 f"post_transplant.agvhd_3_4_day100 = {self.agvhd_3_4_day100} must not exceed "
                 f"post_transplant.agvhd_2_4_day100 = {self.agvhd_2_4_day100}")
         if self.horizon_months < self.incidence_landmark_months:
-            raise ValueError("post_transplant.horizon_months must be >= post_transplant.incidence_landmark_months")
-        if self.cgvhd_onset_min_days >= self.incidence_landmark_months * DAYS_PER_MONTH and self.cgvhd_incidence > 0:
-            raise ValueError("post_transplant.cgvhd_onset_min_days must fall before the incidence landmark "
-                             "when cgvhd_incidence > 0")
+            raise ValueError(
+                f"post_transplant.horizon_months = {self.horizon_months:g} must be >= "
+                f"post_transplant.incidence_landmark_months = {self.incidence_landmark_months:g}")
+        landmark_days = self.incidence_landmark_months * DAYS_PER_MONTH
+        if self.cgvhd_onset_min_days >= landmark_days and self.cgvhd_incidence > 0:
+            raise ValueError(
+                f"post_transplant.cgvhd_onset_min_days = {self.cgvhd_onset_min_days:g} days must fall before "
+                f"post_transplant.incidence_landmark_months = {self.incidence_landmark_months:g} months "
+                f"({landmark_days:.0f} days) when post_transplant.cgvhd_incidence > 0")
         return self
 
 
@@ -416,7 +432,7 @@ def _validate(data: dict[str, Any], origins: dict[str, str], source: str) -> Sce
 
 def _describe(err: Any, data: dict[str, Any], origins: dict[str, str], source: str) -> str:
     key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-    where = origins.get(key, source)
+    where = _origin(key, origins, source)
     kind = err["type"]
     if kind == "missing":
         return f"{where}: {key}: missing; {_allowed(err['loc'])}"
@@ -425,6 +441,15 @@ def _describe(err: Any, data: dict[str, Any], origins: dict[str, str], source: s
     if kind == "value_error":
         return f"{where}: {key}: {err['msg'].removeprefix('Value error, ')}"
     return f"{where}: {key} = {err.get('input')!r}: {err['msg']}; {_allowed(err['loc'])}"
+
+
+def _origin(key: str, origins: dict[str, str], source: str) -> str:
+    """Where an error at `key` comes from: its own --set override, else the file (with any overrides in the section)."""
+    if key in origins:
+        return origins[key]
+    section = key.split(".")[0]
+    related = [text for k, text in origins.items() if k.split(".")[0] == section]
+    return f"{source} with {', '.join(related)}" if related else source
 
 
 def _field_at(loc: tuple[Any, ...]) -> Any:
@@ -451,7 +476,8 @@ def _allowed(loc: tuple[Any, ...]) -> str:
     field = _field_at(loc)
     if field is None:
         return "see scenarios/README.md"
-    return f"allowed: {field_range(field)} ({field.description})"
+    described = f" ({field.description})" if field.description else ""
+    return f"allowed: {field_range(field)}{described}"
 
 
 def field_range(field: Any) -> str:
@@ -460,7 +486,7 @@ def field_range(field: Any) -> str:
     if getattr(annotation, "__origin__", None) is Literal:
         return "one of " + ", ".join(str(a) for a in annotation.__args__)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "a table"
+        return f"a table: {(annotation.__doc__ or '').strip().splitlines()[0]}"
     kind = {float: "number", int: "integer", bool: "true or false", str: "text"}.get(annotation, str(annotation))
     bounds = []
     for meta in field.metadata:

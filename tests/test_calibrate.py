@@ -7,6 +7,7 @@ Carlo with tolerance 4 MCSE), never by calling the function under test a second 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import replace
@@ -287,8 +288,10 @@ def test_no_relapse_os_equals_rfs(base):
 @pytest.mark.parametrize("updates", [{}, HETERO_FULL], ids=["base", "hetero_full"])
 def test_os_limits_of_post_relapse_survival(base, updates):
     tau = _tau(base)
-    fast = cal.calibrate(base.with_updates({**updates, "post_transplant.post_relapse_median_months": 1e-7}))
-    slow = cal.calibrate(base.with_updates({**updates, "post_transplant.post_relapse_median_months": 1e7}))
+    # The schema bounds the median to (0, 600] months; the limits are set on the calibrated model directly.
+    model = cal.calibrate(base.with_updates(updates))
+    fast = dataclasses.replace(model, post_relapse_death_rate=1e9)
+    slow = dataclasses.replace(model, post_relapse_death_rate=0.0)
     # death immediately after relapse: OS = RFS; no death after relapse: OS = RFS + CIF_relapse = 1 - CIF_nrm
     assert cal.os(fast, tau) == pytest.approx(cal.rfs(fast, tau), abs=1e-6)
     cif_r, cif_n, rfs = _independent_cifs(slow, tau)
