@@ -121,12 +121,13 @@ def power_figure(oc: pd.DataFrame, targets: tuple[float, ...], alpha: float, tit
             y, se = rows[measure].to_numpy(), rows[f"{measure}_mcse"].to_numpy()
             ax.plot(n, y, color=color, ls=ls, marker=marker, ms=4, label=f"{label}: {text}")
             ax.fill_between(n, y - 1.96 * se, y + 1.96 * se, color=color, alpha=0.18, lw=0)
-    right = ax.get_xlim()[1]
+    # Labels of the reference lines sit just outside the right edge, clear of the curves.
+    edge = ax.get_yaxis_transform()
     for target in targets:
         ax.axhline(target, color="tab:green", ls=":", lw=1)
-        ax.text(right, target + 0.01, f"target power {target:g}", color="tab:green", fontsize=8, ha="right")
+        ax.text(1.01, target, f"power\n{target:g}", color="tab:green", fontsize=8, va="center", transform=edge)
     ax.axhline(alpha, color="tab:red", ls=":", lw=1)
-    ax.text(right, alpha + 0.01, f"alpha {alpha:g}", color="tab:red", fontsize=8, ha="right")
+    ax.text(1.01, alpha, f"alpha\n{alpha:g}", color="tab:red", fontsize=8, va="center", transform=edge)
     primary = oc[oc["analysis"] == "rfs"].sort_values("n")
     if not primary.empty:
         top = ax.secondary_xaxis("top")
