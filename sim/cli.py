@@ -15,8 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from sim import __version__
-from sim.scenario import InputError, ScenarioError, load_scenario
+from sim.scenario import DAYS_PER_MONTH, InputError, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, default=Path("results/base"), help="output folder (default results/base)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(command=_sweep)
+
+    describe = sub.add_parser("describe", help="what a scenario implies, without simulating (under a second)")
+    _scenario_args(describe)
+    describe.add_argument("--n", type=_positive_int, default=60, help="enrollment for the accrual time (default 60)")
+    describe.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
+    describe.set_defaults(command=_describe)
 
     docs = sub.add_parser("docs", help="regenerate the scenario reference (scenarios/README.md)")
     docs.add_argument("--out", type=Path, default=Path("scenarios/README.md"))
@@ -329,6 +337,50 @@ def machine() -> dict[str, object]:
     """Where the run happened."""
     return {"node": platform.node(), "system": platform.platform(), "processor": platform.machine(),
             "cpus": os.cpu_count()}
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from sim.calibrate import calibrate, true_endpoints
+    from sim.design import (
+        expected_accrual_months,
+        normal_approx_transplanted,
+        p_reach_hsct,
+        stage_probabilities,
+    )
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    model = _calibrated(args, calibrate, scenario)
+    a = scenario.analysis
+    lm = a.landmark_months
+    truth = true_endpoints(model, lm * DAYS_PER_MONTH)
+    print(f"Scenario {scenario.name!r} ({args.scenario}): {scenario.description}\n")
+    print("True values after HSCT (from the calibrated hazards, not simulated):")
+    print(f"  {lm:g}-month RFS {truth['rfs']:.3f}   OS {truth['os']:.3f}   GRFS {truth['grfs']:.3f}")
+    print(f"  {lm:g}-month relapse incidence {truth['relapse_cif']:.3f}   NRM incidence {truth['nrm_cif']:.3f}")
+    print(f"  acute GVHD II-IV {truth['agvhd_2_4_day100']:.3f} and III-IV {truth['agvhd_3_4_day100']:.3f} by day "
+          f"100; chronic GVHD {truth['cgvhd_cif']:.3f} at {lm:g} months")
+    print(f"  H0: S({lm:g} months) <= p0 = {a.p0}; design alternative p1 = {a.p1}\n")
+    print("Reaching HSCT, stage by stage:")
+    cumulative = 1.0
+    for stage, p in stage_probabilities(scenario):
+        cumulative *= p
+        print(f"  {stage:<54} {p:6.3f}   cumulative {cumulative:6.3f}")
+    reach = p_reach_hsct(scenario)
+    print(f"  P(an enrolled patient is transplanted) = {reach:.3f}\n")
+    acc = scenario.accrual
+    full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
+    print(f"Accrual: {full:.2f} enrolled/month once all {acc.n_sites} sites are open "
+          f"(over {acc.ramp_up_months:g} months); {args.n} enrolled after about "
+          f"{expected_accrual_months(scenario, args.n):.1f} months\n")
+    print(f"First-order normal-approximation sample size (test {a.test}, one-sided alpha {a.alpha}):")
+    for power in args.target_power:
+        for label, s1 in ((f"true RFS {truth['rfs']:.3f}", None), (f"p1 = {a.p1}", a.p1)):
+            n_tx = normal_approx_transplanted(scenario, model, power, s1)
+            print(f"  power {power:g} against {label:<16}: {np.ceil(n_tx):4.0f} transplanted -> "
+                  f"{np.ceil(n_tx / reach) if reach > 0 else float('inf'):4.0f} enrolled")
+    print("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the data "
+          "cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
+    return 0
 
 
 def _docs(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ Results are plain floats; an estimate that cannot be made is NaN with a reason, 
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +48,7 @@ class TestResult:
     reason: str = ""
 
 
+@functools.lru_cache(maxsize=64)
 def _z(alpha: float) -> float:
     return float(special.ndtri(1.0 - alpha))
 
@@ -57,17 +60,21 @@ def km_landmark(time: np.ndarray, event: np.ndarray, t: float, alpha: float = 0.
     n = time.size
     if n == 0:
         return Estimate(np.nan, np.nan, np.nan, np.nan, 0, 0, "no patients"), np.nan
-    u, d, at_risk = _risk_table(time, event & (time <= t))
-    if u.size == 0:
-        s, greenwood, events = 1.0, 0.0, 0
+    # One factor per event in time order, events before censorings at tied times, at risk N - position:
+    # tied events multiply to (n - d)/n and their Greenwood terms telescope to d/(n(n - d)).
+    order = np.where(event, time, np.nextafter(time, np.inf)).argsort()
+    position = (event[order] & (time[order] <= t)).nonzero()[0]
+    events = position.size
+    if events == 0:
+        s, greenwood = 1.0, 0.0
     else:
-        s = float((1.0 - d / at_risk).prod())
-        with np.errstate(divide="ignore"):
-            greenwood = float((d / (at_risk * (at_risk - d))).sum())
-        events = int(d.sum())
+        at_risk = (n - position).astype(float)
+        s = float((1.0 - 1.0 / at_risk).prod())
+        # The last patient at risk having the event makes S = 0 and the Greenwood sum infinite.
+        greenwood = math.inf if at_risk[-1] == 1.0 else float((1.0 / (at_risk * (at_risk - 1.0))).sum())
     if time.max() < t and s > 0:
         return Estimate(np.nan, np.nan, np.nan, np.nan, n, events, "nobody followed to the landmark"), greenwood
-    se = s * np.sqrt(greenwood) if s > 0 else 0.0
+    se = s * math.sqrt(greenwood) if s > 0 else 0.0
     lower, upper = _loglog_interval(s, greenwood, alpha)
     return Estimate(s, se, lower, upper, n, events), greenwood
 
@@ -99,8 +106,8 @@ def _loglog_interval(s: float, greenwood: float, alpha: float) -> tuple[float, f
     """CI for a survival probability on the log(-log) scale (undefined at 0 and 1: the point itself)."""
     if not 0.0 < s < 1.0:
         return s, s
-    half = _z(alpha / 2) * np.sqrt(greenwood) / abs(np.log(s))
-    return float(s ** np.exp(half)), float(s ** np.exp(-half))
+    half = _z(alpha / 2) * math.sqrt(greenwood) / abs(math.log(s))
+    return s ** math.exp(half), s ** math.exp(-half)
 
 
 def wald_test(s: float, greenwood: float, p0: float, alpha: float, scale: str) -> TestResult:
