@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim import __version__
-from sim.scenario import DAYS_PER_MONTH, InputError, ScenarioError, load_scenario
+from sim.scenario import DAYS_PER_MONTH, InputError, ScenarioError, load_scenario, scenario_files
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     describe.add_argument("--n", type=_positive_int, default=60, help="enrollment for the accrual time (default 60)")
     describe.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
     describe.set_defaults(command=_describe)
+
+    report = sub.add_parser("report", help="(re)write the HTML report of a sweep's output folder")
+    report.add_argument("out", type=Path, help="a folder written by sweep")
+    report.set_defaults(command=_report)
 
     docs = sub.add_parser("docs", help="regenerate the scenario reference (scenarios/README.md)")
     docs.add_argument("--out", type=Path, default=Path("scenarios/README.md"))
@@ -206,7 +210,10 @@ def _sweep(args: argparse.Namespace) -> int:
 
     from sim.analysis import SECONDARY
     from sim.figures import power_figure
+    from sim.model import simulate_trial
     from sim.oc import non_monotone_power, operating_characteristics, required_n
+    from sim.report import write_report
+    from sim.resources import forecast, monthly_use, trial_totals
     from sim.runner import DaskExecutor, LocalExecutor, Study, arm_models, run_study
     from sim.truth import true_values
 
@@ -232,11 +239,16 @@ def _sweep(args: argparse.Namespace) -> int:
     targets = tuple(args.target_power)
     sizes = required_n(oc, targets)
     drops = non_monotone_power(replicates)
+    example_n = int(sizes["required_n"].iloc[0]) if sizes["required_n"].notna().iloc[0] else max(ns)
+    forecast_reps = min(args.reps, FORECAST_REPS)
+    usages = [monthly_use(simulate_trial(scenario, example_n, args.seed, r, post_model=models["design"]))
+              for r in range(forecast_reps)]
     finished = time.time()
     manifest = {
         "command": "sweep", "scenario_file": str(args.scenario), "overrides": args.overrides, "n": list(ns),
         "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints, "backend": args.backend,
         "jobs": args.jobs, "chunk_size": args.chunk_size, "scenario": scenario.model_dump(), "truths": truths,
+        "scenario_files": scenario_files(args.scenario), "example_n": example_n, "forecast_reps": forecast_reps,
         "versions": package_versions(), "code_version": code_version(), "machine": machine(),
         "started": _iso(started), "finished": _iso(finished), "wall_seconds": round(finished - started, 2),
         "note": "results depend only on the scenario, seed, reps, n grid and endpoints; "
@@ -249,13 +261,19 @@ def _sweep(args: argparse.Namespace) -> int:
         "oc.csv": oc.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
         "required_n.csv": sizes.to_csv(index=False, lineterminator="\n"),
         "power_curve.png": power_figure(oc, targets, a.alpha, title),
+        "resources.csv": forecast(usages).to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "resources_totals.csv": trial_totals(usages).to_csv(index=False, float_format="%.6g", lineterminator="\n"),
         "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
     })
     _write_parquet_atomically(replicates, args.out / "replicates.parquet")
+    report = write_report(args.out)
     print(format_power_table(oc, sizes, drops, a.alpha))
-    print(f"\n{args.reps} replicates x {len(ns)} sample sizes in {finished - started:.1f} s. "
-          f"Results: {args.out}/ (oc.csv, required_n.csv, replicates.parquet, power_curve.png, manifest.json)")
+    print(f"\n{args.reps} replicates x {len(ns)} sample sizes in {finished - started:.1f} s. Report: {report}\n"
+          f"Tables and data in {args.out}/: oc.csv, required_n.csv, replicates.parquet, resources.csv, manifest.json")
     return 0
+
+
+FORECAST_REPS = 200  # simulated trials behind the resource forecast (the first replicates of the study)
 
 
 def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFrame, alpha: float) -> str:
@@ -380,6 +398,16 @@ def _describe(args: argparse.Namespace) -> int:
                   f"{np.ceil(n_tx / reach) if reach > 0 else float('inf'):4.0f} enrolled")
     print("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the data "
           "cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sim.report import write_report
+
+    missing = [name for name in ("manifest.json", "oc.csv", "required_n.csv") if not (args.out / name).is_file()]
+    if missing:
+        raise InputError(f"{args.out}: not a sweep output folder (missing {', '.join(missing)})")
+    print(f"Wrote {write_report(args.out)}")
     return 0
 
 

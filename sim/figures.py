@@ -147,3 +147,50 @@ def _empty(fig: plt.Figure, ax: plt.Axes, message: str) -> bytes:
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11, wrap=True)
     return _png(fig)
+
+
+def precision_figure(oc: pd.DataFrame) -> bytes:
+    """Mean and 90th-percentile 95% CI half-width of the primary estimate against n, +-1.96 MCSE."""
+    rows = oc[oc["analysis"] == "rfs"].sort_values("n")
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    n = rows["n"].to_numpy()
+    for measure, label, color in (("halfwidth_mean", "mean", "tab:blue"), ("halfwidth_p90", "90th percentile",
+                                                                           "tab:orange")):
+        y, se = rows[measure].to_numpy(), rows[f"{measure}_mcse"].to_numpy()
+        ax.errorbar(n, y, yerr=1.96 * se, marker="o", ms=4, capsize=3, color=color, label=f"CI half-width, {label}")
+    ax.plot(n, rows["empse"].to_numpy() * 1.96, ls="--", color="grey", label="1.96 x empirical SE")
+    ax.set_xlabel("Patients enrolled (n)")
+    ax.set_ylabel("Half-width of the 95% CI (probability scale)")
+    ax.set_title("Precision of 18-month RFS after HSCT (error bars: +-1.96 Monte Carlo SE)", fontsize=11)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+RESOURCE_PANELS = (
+    ("blinatumomab_vials", "Blinatumomab vials per month"),
+    ("bed_days_transplant", "Transplant bed-days per month"),
+    ("bed_days_vip", "VIP inpatient bed-days per month"),
+    ("bed_days_blinatumomab", "Blinatumomab-start inpatient bed-days per month"),
+    ("transplant_admissions", "Transplant admissions per month"),
+    ("mrd_assays", "MRD assays per month"),
+)
+
+
+def resources_figure(forecast: pd.DataFrame, n: int, reps: int) -> bytes:
+    """Monthly resource use: median with a 10th-90th percentile band across simulated trials."""
+    fig, axes = plt.subplots(3, 2, figsize=(10, 9), sharex=True)
+    for ax, (measure, title) in zip(axes.ravel(), RESOURCE_PANELS, strict=True):
+        rows = forecast[forecast["measure"] == measure]
+        month = rows["month"].to_numpy() + 0.5
+        ax.fill_between(month, rows["p10"], rows["p90"], color="tab:blue", alpha=0.25, lw=0, label="10th-90th pct")
+        ax.plot(month, rows["p50"], color="tab:blue", label="median")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    for ax in axes[-1]:
+        ax.set_xlabel("Months since the first site opened")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"Resource forecast: {reps} simulated trials of n = {n} enrolled", fontsize=11)
+    return _png(fig)

@@ -36,7 +36,7 @@ def _prob(doc: str) -> Any:
 
 # Upper bounds by unit: far beyond any clinical value, they only keep arithmetic finite.
 _MAXIMUM = {"days": 3650.0, "months": 600.0, "years": 120.0, "m2": 5.0, "mg": 1000.0, "mg/m2": 1000.0,
-            "mg/day": 1000.0, "mg/m2/day": 1000.0, "ug/day": 1000.0, "patients / site-month": 1000.0,
+            "mg/day": 1000.0, "mg/m2/day": 1000.0, "ug/day": 1000.0, "ug": 1000.0, "patients / site-month": 1000.0,
             "log(days)": 3.0, "-": 100.0}
 
 
@@ -131,6 +131,7 @@ class Induction(_Section):
     prednisone_mg_m2_day: float = _nonneg("Prednisone daily dose", "mg/m2/day")
     prednisone_cap_mg_day: float = _positive("Cap on the prednisone daily dose", "mg/day")
     p_death: float = _prob("Death during VIP (day of death uniform over the induction)")
+    inpatient_days: float = _nonneg("Hospital days from the start of VIP (for bed forecasts)", "days")
 
 
 class Blinatumomab(_Section):
@@ -138,6 +139,9 @@ class Blinatumomab(_Section):
 
     duration_days: float = _positive("Length of the blinatumomab course", "days")
     dose_ug_per_day: float = _positive("Daily dose (for drug-supply forecasts)", "ug/day")
+    vial_ug: float = _positive("Content of one vial (for drug-supply forecasts)", "ug")
+    bag_days: float = Field(ge=1.0, le=7.0, description="Days one infusion bag runs; each bag uses whole vials",
+                            json_schema_extra={"unit": "days"})
     inpatient_days: float = _nonneg("Hospital days at the start of the infusion", "days")
     p_crs_grade3: float = _prob("Cytokine release syndrome grade >= 3 (onset uniform over the first 3 days)")
     p_neurotox_grade3: float = _prob("Neurotoxicity grade >= 3 (onset uniform over the course)")
@@ -364,6 +368,20 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         _set_dotted(data, key, value)
         origins[key] = f"--set {item}"
     return _validate(data, origins, str(path))
+
+
+def scenario_files(path: str | Path) -> dict[str, str]:
+    """The text of a scenario file and of every file it extends, child first (for reports)."""
+    texts: dict[str, str] = {}
+    path = Path(path)
+    while path.is_file() and str(path) not in texts:
+        text = path.read_text(encoding="utf-8")
+        texts[str(path)] = text
+        parent = tomllib.loads(text).get("extends")
+        if not isinstance(parent, str):
+            break
+        path = path.parent / parent
+    return texts
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -1,0 +1,190 @@
+"""The self-contained HTML report of a sizing study: one file that opens offline.
+
+Reads a sweep's output folder (manifest.json, oc.csv, required_n.csv, resources*.csv), simulates
+the example trial again from the recorded seed, and writes report.html with every figure embedded
+as a base64 PNG, no scripts, no external fonts or styles. Sections: summary, assumptions and their
+sources, patient flow, power and type I error, precision, required n, secondary endpoints, example
+survival and incidence curves, resource forecast, reproducibility (STRESS-DES 5.1-5.4).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from sim.analysis import SECONDARY, observe
+from sim.figures import flow_figure, incidence_figure, power_figure, precision_figure, resources_figure, survival_figure
+from sim.model import simulate_trial
+from sim.scenario import Scenario
+from sim.trial_data import patient_flow
+
+STYLE = """
+body { font-family: Helvetica, Arial, sans-serif; max-width: 1050px; margin: 2em auto; color: #222; line-height: 1.45;
+       padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #34568b; padding-bottom: 0.2em;
+margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #eef3fb; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto;
+font-size: 0.8em; } .summary { background: #f4f8ec; border: 1px solid #9bb86b; padding: 0.8em 1.2em; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+OC_COLUMNS = (("n", "n enrolled", "{:.0f}"), ("transplanted_mean", "transplanted (mean)", "{:.1f}"),
+              ("evaluable_mean", "evaluable (mean)", "{:.1f}"), ("power", "power", "{:.3f}"),
+              ("power_mcse", "MCSE", "{:.3f}"), ("type1", "type I error", "{:.3f}"), ("type1_mcse", "MCSE", "{:.3f}"),
+              ("bias", "bias", "{:+.4f}"), ("coverage", "95% CI coverage", "{:.3f}"),
+              ("halfwidth_mean", "CI half-width", "{:.3f}"), ("p_not_evaluable", "not evaluable", "{:.3f}"),
+              ("duration_months_mean", "duration (months)", "{:.1f}"))
+
+
+def write_report(out: Path) -> Path:
+    """Build OUT/report.html from a sweep's outputs; returns its path."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    oc = pd.read_csv(out / "oc.csv")
+    sizes = pd.read_csv(out / "required_n.csv")
+    forecast = pd.read_csv(out / "resources.csv") if (out / "resources.csv").exists() else None
+    totals = pd.read_csv(out / "resources_totals.csv") if (out / "resources_totals.csv").exists() else None
+    scenario = Scenario.model_validate(manifest["scenario"])
+    example_n = int(manifest.get("example_n", max(manifest["n"])))
+    history = simulate_trial(scenario, example_n, manifest["seed"], replicate=0)
+    obs = observe(history)
+    a = scenario.analysis
+    targets = tuple(sizes["target_power"])
+    title = (f"{scenario.name}: H0 S({a.landmark_months:g} mo) <= {a.p0} vs true "
+             f"{manifest['truths']['design']['rfs']:.3f}, test {a.test}, {manifest['reps']} replicates")
+    sections = [
+        _summary(scenario, manifest, sizes),
+        _section("Power and type I error",
+                 _img(power_figure(oc, targets, a.alpha, title), "Power and type I error against n")
+                 + _oc_table(oc)),
+        _section("Required sample size", _required_table(sizes)),
+        _section("Precision of the primary estimate",
+                 _img(precision_figure(oc), "Confidence-interval half-width against n")),
+        _section(f"Secondary endpoints at n = {example_n}", _secondary_table(oc, example_n)),
+        _section(f"Patient flow (one simulated trial of n = {example_n})",
+                 _img(flow_figure(patient_flow(history)), "CONSORT-style patient flow of an example trial")),
+        _section(f"Example trial (n = {example_n}): survival and incidence after HSCT",
+                 _img(survival_figure(obs, a.landmark_months, a.p0), "Kaplan-Meier RFS and OS")
+                 + _img(incidence_figure(obs, a.landmark_months), "Cumulative incidence of relapse and NRM")),
+        _section("Resource and drug-supply forecast", _resources(forecast, totals, manifest)),
+        _section("Assumptions and their sources", _assumptions(manifest)),
+        _section("Reproducibility (STRESS-DES 5.1-5.4)", _reproducibility(manifest)),
+    ]
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sizing study: "
+            f"{html.escape(scenario.name)}</title><style>{STYLE}</style></head><body>"
+            + "".join(sections) + "</body></html>")
+    path = out / "report.html"
+    tmp = out / ".report.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _section(title: str, body: str) -> str:
+    return f"<h2>{html.escape(title)}</h2>{body}"
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _summary(scenario: Scenario, manifest: dict, sizes: pd.DataFrame) -> str:
+    a = scenario.analysis
+    truth = manifest["truths"]["design"]
+    lines = [f"<h1>Sizing study: {html.escape(scenario.name)}</h1>",
+             f"<p>{html.escape(scenario.description)}</p><div class=\"summary\">",
+             f"<p>Primary endpoint: {a.landmark_months:g}-month relapse-free survival after allo-HSCT, "
+             f"H0: S &le; {a.p0} tested one-sided at alpha {a.alpha} ({html.escape(a.test)} test). "
+             f"True value in this scenario: <b>{truth['rfs']:.3f}</b>.</p><ul>"]
+    for s in sizes.itertuples(index=False):
+        if s.required_n != s.required_n:
+            lines.append(f"<li>Power {s.target_power:g}: not reached by n = {s.largest_n} enrolled.</li>")
+        else:
+            high = "beyond the grid" if s.required_n_high != s.required_n_high else f"{s.required_n_high:.0f}"
+            lines.append(f"<li>Power {s.target_power:g}: <b>n = {s.required_n:.0f} enrolled</b> "
+                         f"(Monte Carlo interval {s.required_n_low:.0f} to {high}).</li>")
+    lines.append(f"</ul><p class=\"note\">{manifest['reps']} simulated trials per sample size; every estimate "
+                 "comes with its Monte Carlo standard error (MCSE).</p></div>")
+    return "".join(lines)
+
+
+def _assumptions(manifest: dict) -> str:
+    parts = ["<p>The scenario files as run (each clinical number cites its source in a comment; [est] marks "
+             "judgement). A file that <code>extends</code> another changes only what differs.</p>"]
+    for path, text in manifest.get("scenario_files", {}).items():
+        parts.append(f"<details open><summary><b>{html.escape(path)}</b></summary><pre>{html.escape(text)}</pre>"
+                     "</details>")
+    if manifest.get("overrides"):
+        parts.append("<p>Command-line overrides: " + ", ".join(f"<code>--set {html.escape(o)}</code>"
+                                                              for o in manifest["overrides"]) + "</p>")
+    return "".join(parts)
+
+
+def _oc_table(oc: pd.DataFrame) -> str:
+    rows = oc[oc["analysis"] == "rfs"].sort_values("n")
+    return _table([label for _, label, _ in OC_COLUMNS],
+                  [[fmt.format(getattr(r, col)) for col, _, fmt in OC_COLUMNS] for r in rows.itertuples()])
+
+
+def _required_table(sizes: pd.DataFrame) -> str:
+    def show(x: float) -> str:
+        return "-" if x != x else f"{x:.0f}"
+
+    return _table(["target power", "required n", "low (power + 1.96 MCSE)", "high (power - 1.96 MCSE)"],
+                  [[f"{s.target_power:g}", show(s.required_n), show(s.required_n_low), show(s.required_n_high)]
+                   for s in sizes.itertuples()])
+
+
+def _secondary_table(oc: pd.DataFrame, n: int) -> str:
+    rows = oc[(oc["n"] == n) & oc["analysis"].isin(["itt", *SECONDARY])]
+    if rows.empty:
+        return "<p>Secondary endpoints were not computed (sweep run with <code>--endpoints primary</code>).</p>"
+    labels = {"itt": ("event-free survival from enrollment (ITT)", ""), **SECONDARY}
+    out = []
+    for r in rows.itertuples():
+        label = labels[r.analysis][0].format(lm="18-month", assay="")
+        out.append([label, f"{r.true:.3f}", f"{r.mean:.3f}", f"{r.bias:+.4f}", f"{r.empse:.3f}", f"{r.coverage:.3f}",
+                    f"{r.p_not_evaluable:.3f}"])
+    return _table(["endpoint", "true", "mean estimate", "bias", "empirical SE", "95% CI coverage", "not evaluable"],
+                  out)
+
+
+def _resources(forecast: pd.DataFrame | None, totals: pd.DataFrame | None, manifest: dict) -> str:
+    if forecast is None or totals is None:
+        return "<p>No resource forecast in this folder.</p>"
+    n, reps = manifest.get("example_n"), manifest.get("forecast_reps")
+    body = _img(resources_figure(forecast, n, reps), "Monthly resource use with 10th-90th percentile bands")
+    body += _table(["whole trial", "mean", "10th pct", "median", "90th pct"],
+                   [[r.measure.replace("_", " "), f"{r.mean:.1f}", f"{r.p10:.1f}", f"{r.p50:.1f}", f"{r.p90:.1f}"]
+                    for r in totals.itertuples()])
+    return body
+
+
+def _reproducibility(manifest: dict) -> str:
+    rows = [
+        ["5.1 model and code version", f"blina-hsct-sim {manifest['versions'].get('sim')}, "
+                                       f"commit {manifest.get('code_version')}"],
+        ["5.2 software", ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()))],
+        ["5.3 computing environment", ", ".join(f"{k}: {v}" for k, v in manifest.get("machine", {}).items())],
+        ["5.4 how to run", f"run_sim.py sweep --scenario {manifest['scenario_file']} --n "
+                           f"{' '.join(map(str, manifest['n']))} --reps {manifest['reps']} --seed {manifest['seed']} "
+                           f"--endpoints {manifest['endpoints']}"
+                           + "".join(f" --set {o}" for o in manifest.get("overrides", []))],
+        ["seed / replicates", f"{manifest['seed']} / {manifest['reps']} per sample size (each with its null twin)"],
+        ["run", f"{manifest['started']} to {manifest['finished']} ({manifest['wall_seconds']} s, backend "
+                f"{manifest['backend']}, jobs {manifest['jobs']}); results do not depend on jobs, chunking or "
+                "backend"],
+    ]
+    return _table(["item", "value"], rows)

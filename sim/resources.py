@@ -1,0 +1,116 @@
+"""Resource and drug-supply forecast from simulated trials, by calendar month.
+
+Per patient: blinatumomab infused (ug; bags of `bag_days`, each using whole vials), inpatient
+bed-days (VIP, the start of blinatumomab, the transplant stay), transplant admissions and occupied
+transplant beds, MRD assays run. Intervals are split exactly over calendar months (month k covers
+days [k, k+1) x 365.25/12 since the first site opened), so monthly totals add up to the patients'
+totals. Across replicates the forecast reports the mean and 10th/50th/90th percentiles per month.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sim.model import TrialHistory
+from sim.scenario import DAYS_PER_MONTH
+from sim.trial_data import patients_table
+
+MEASURES = ("blinatumomab_vials", "blinatumomab_bags", "blinatumomab_mg", "bed_days_vip", "bed_days_blinatumomab",
+            "bed_days_transplant", "transplant_admissions", "transplant_beds_occupied", "mrd_assays")
+
+
+def patient_resources(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
+    """Per patient: the intervals and counts each resource comes from (calendar days)."""
+    s = history.scenario
+    p = patients_table(history)
+    if n is not None:
+        p = p.iloc[:n]
+    blina = s.blinatumomab
+    start = p["blina_start_day"].to_numpy()
+    stop = np.fmin.reduce([start + blina.duration_days, p["blina_discontinued_day"].to_numpy(),
+                           p["blina_death_day"].to_numpy()])
+    days_on_drug = np.nan_to_num(stop - start)
+    bags = np.ceil(days_on_drug / blina.bag_days - 1e-9)
+    vip_end = np.fmin(p["enroll_day"].to_numpy() + s.induction.inpatient_days, p["induction_death_day"].to_numpy())
+    blina_bed_end = np.fmin(start + blina.inpatient_days, p["blina_death_day"].to_numpy())
+    admission = p["admission_day"].to_numpy()
+    return pd.DataFrame({
+        "patient": p["patient"].to_numpy(),
+        "vip_bed_start": p["enroll_day"].to_numpy(), "vip_bed_end": vip_end,
+        "blina_start": start, "blina_stop": stop, "blina_bags": bags,
+        "blina_vials": bags * np.ceil(blina.dose_ug_per_day * blina.bag_days / blina.vial_ug - 1e-9),
+        "blina_bed_start": start, "blina_bed_end": blina_bed_end,
+        "hsct_bed_start": admission, "hsct_bed_end": admission + s.transplant.slot_days,
+        "mrd1_sample_day": p["mrd1_sample_day"].to_numpy(), "mrd2_sample_day": p["mrd2_sample_day"].to_numpy(),
+    })
+
+
+def monthly_use(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
+    """One row per calendar month of one trial: every resource in MEASURES."""
+    r = patient_resources(history, n)
+    s = history.scenario
+    ends = np.concatenate([r[c].to_numpy() for c in ("vip_bed_end", "blina_stop", "hsct_bed_end", "mrd2_sample_day")])
+    months = int(np.ceil(np.nanmax(ends) / DAYS_PER_MONTH)) + 1 if np.isfinite(np.nanmax(ends)) else 1
+    edges = np.arange(months + 1) * DAYS_PER_MONTH
+    drug_days = _overlap(r["blina_start"], r["blina_stop"], edges)
+    # Bags start every bag_days from the start of the infusion; vials are counted when a bag is made up.
+    bag_starts = np.repeat(r["blina_start"].to_numpy(), np.nan_to_num(r["blina_bags"]).astype(int)) + \
+        _within_group_index(np.nan_to_num(r["blina_bags"]).astype(int)) * s.blinatumomab.bag_days
+    vials_per_bag = np.ceil(s.blinatumomab.dose_ug_per_day * s.blinatumomab.bag_days / s.blinatumomab.vial_ug - 1e-9)
+    bags = _count(bag_starts, edges)
+    return pd.DataFrame({
+        "month": np.arange(months),
+        "blinatumomab_vials": bags * vials_per_bag,
+        "blinatumomab_bags": bags,
+        "blinatumomab_mg": drug_days * s.blinatumomab.dose_ug_per_day / 1000.0,
+        "bed_days_vip": _overlap(r["vip_bed_start"], r["vip_bed_end"], edges),
+        "bed_days_blinatumomab": _overlap(r["blina_bed_start"], r["blina_bed_end"], edges),
+        "bed_days_transplant": _overlap(r["hsct_bed_start"], r["hsct_bed_end"], edges),
+        "transplant_admissions": _count(r["hsct_bed_start"].to_numpy(), edges),
+        "transplant_beds_occupied": _overlap(r["hsct_bed_start"], r["hsct_bed_end"], edges) / DAYS_PER_MONTH,
+        "mrd_assays": _count(np.concatenate([r["mrd1_sample_day"], r["mrd2_sample_day"]]), edges),
+    })
+
+
+def forecast(usages: list[pd.DataFrame]) -> pd.DataFrame:
+    """Mean and 10th/50th/90th percentiles per month and measure across replicate trials."""
+    months = max(len(u) for u in usages)
+    rows = []
+    for measure in MEASURES:
+        stack = np.zeros((len(usages), months))
+        for i, u in enumerate(usages):
+            stack[i, : len(u)] = u[measure].to_numpy()
+        p10, p50, p90 = np.percentile(stack, [10, 50, 90], axis=0)
+        rows.append(pd.DataFrame({"measure": measure, "month": np.arange(months), "mean": stack.mean(axis=0),
+                                  "p10": p10, "p50": p50, "p90": p90}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def trial_totals(usages: list[pd.DataFrame]) -> pd.DataFrame:
+    """Whole-trial totals per measure across replicates (mean, 10th/50th/90th percentiles)."""
+    totals = pd.DataFrame([u[list(MEASURES)].sum() for u in usages])
+    totals = totals.drop(columns="transplant_beds_occupied")
+    summary = totals.describe(percentiles=[0.1, 0.5, 0.9]).T[["mean", "10%", "50%", "90%"]]
+    return summary.rename(columns={"10%": "p10", "50%": "p50", "90%": "p90"}).rename_axis("measure").reset_index()
+
+
+def _overlap(start: pd.Series, end: pd.Series, edges: np.ndarray) -> np.ndarray:
+    """Days of each interval [start, end) falling in each month [edges[k], edges[k+1]), summed over intervals."""
+    a = np.asarray(start, dtype=float)[:, None]
+    b = np.asarray(end, dtype=float)[:, None]
+    ok = np.isfinite(a) & np.isfinite(b)
+    inside = np.clip(np.minimum(b, edges[None, 1:]) - np.maximum(a, edges[None, :-1]), 0.0, None)
+    return np.where(ok, inside, 0.0).sum(axis=0)
+
+
+def _count(days: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    days = np.asarray(days, dtype=float)
+    return np.histogram(days[np.isfinite(days)], bins=edges)[0].astype(float)
+
+
+def _within_group_index(sizes: np.ndarray) -> np.ndarray:
+    """0, 1, ..., size-1 for each group, concatenated."""
+    total = int(sizes.sum())
+    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.arange(total) - starts
