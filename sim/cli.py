@@ -51,21 +51,25 @@ def _parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="sizing study: power and precision over sample sizes (the default)")
     _scenario_args(sweep)
-    sweep.add_argument("--n", nargs="+", type=_n_spec, default=[list(range(20, 101, 10))], metavar="N",
-                       help="sample sizes: START:STOP:STEP (inclusive) and/or single values (default 20:100:10)")
-    sweep.add_argument("--reps", type=_positive_int, default=2000, help="replicates per sample size (default 2000)")
-    sweep.add_argument("--seed", type=_nonneg_int, default=1, help="master random seed (default 1)")
-    sweep.add_argument("--jobs", type=_jobs, default=-1, help="parallel processes, -1 = all cores (default -1)")
-    sweep.add_argument("--chunk-size", type=_positive_int, default=50, help="replicates per chunk (default 50)")
-    sweep.add_argument("--backend", choices=("loky", "dask"), default="loky",
-                       help="loky: processes on this machine; dask: a Dask cluster (needs --scheduler)")
-    sweep.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
-    sweep.add_argument("--endpoints", choices=("primary", "all"), default="all",
-                       help="primary: primary and ITT only (fastest); all: every secondary endpoint too")
-    sweep.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
-    sweep.add_argument("--out", type=Path, default=Path("results/base"), help="output folder (default results/base)")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    _study_args(sweep, n_default=list(range(20, 101, 10)), reps=2000, endpoints="all", out="results/base")
     sweep.set_defaults(command=_sweep)
+
+    compare = sub.add_parser("compare", help="several scenarios or variants over n, with common random numbers")
+    compare.add_argument("--scenario", action="append", default=[], help="scenario file (repeatable; the first is "
+                         f"the reference; default {DEFAULT_SCENARIO})")
+    compare.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                         help="a variant of the first scenario (repeatable)")
+    compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                         help="override applied to every scenario (repeatable)")
+    _study_args(compare, n_default=list(range(20, 101, 20)), reps=1000, endpoints="all", out="results/compare")
+    compare.set_defaults(command=_compare)
+
+    sensitivity = sub.add_parser("sensitivity", help="one-way sensitivity of power: a tornado over parameter ranges")
+    _scenario_args(sensitivity)
+    sensitivity.add_argument("--vary", action="append", required=True, metavar="SECTION.KEY=LO:HI:K",
+                             help="a parameter and K values from LO to HI (repeatable)")
+    _study_args(sensitivity, n_default=[60], reps=1000, endpoints="primary", out="results/sensitivity")
+    sensitivity.set_defaults(command=_sensitivity)
 
     describe = sub.add_parser("describe", help="what a scenario implies, without simulating (under a second)")
     _scenario_args(describe)
@@ -81,6 +85,40 @@ def _parser() -> argparse.ArgumentParser:
     docs.add_argument("--out", type=Path, default=Path("scenarios/README.md"))
     docs.set_defaults(command=_docs)
     return parser
+
+
+def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int, endpoints: str, out: str) -> None:
+    spec = f"{n_default[0]}:{n_default[-1]}:{n_default[1] - n_default[0]}" if len(n_default) > 1 else str(n_default[0])
+    parser.add_argument("--n", nargs="+", type=_n_spec, default=[n_default], metavar="N",
+                        help=f"sample sizes: START:STOP:STEP (inclusive) and/or single values (default {spec})")
+    parser.add_argument("--reps", type=_positive_int, default=reps, help=f"replicates per sample size (default {reps})")
+    parser.add_argument("--seed", type=_nonneg_int, default=1, help="master random seed (default 1)")
+    parser.add_argument("--jobs", type=_jobs, default=-1, help="parallel processes, -1 = all cores (default -1)")
+    parser.add_argument("--chunk-size", type=_positive_int, default=50, help="replicates per chunk (default 50)")
+    parser.add_argument("--backend", choices=("loky", "dask"), default="loky",
+                        help="loky: processes on this machine; dask: a Dask cluster (needs --scheduler)")
+    parser.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    parser.add_argument("--endpoints", choices=("primary", "all"), default=endpoints,
+                        help=f"primary: primary and ITT only (fastest); all: every secondary endpoint too "
+                             f"(default {endpoints})")
+    parser.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
+    parser.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default {out})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _executor(args: argparse.Namespace):
+    from sim.runner import DaskExecutor, LocalExecutor
+
+    if args.backend == "dask" and not args.scheduler:
+        raise InputError("--backend dask needs --scheduler tcp://HOST:PORT")
+    if args.scheduler and args.backend != "dask":
+        raise InputError("--scheduler is only used with --backend dask")
+    return DaskExecutor(args.scheduler) if args.backend == "dask" else LocalExecutor(_cores(args.jobs))
+
+
+def _close(executor) -> None:
+    if hasattr(executor, "close"):
+        executor.close()
 
 
 def _scenario_args(parser: argparse.ArgumentParser) -> None:
@@ -214,25 +252,20 @@ def _sweep(args: argparse.Namespace) -> int:
     from sim.oc import non_monotone_power, operating_characteristics, required_n
     from sim.report import write_report
     from sim.resources import forecast, monthly_use, trial_totals
-    from sim.runner import DaskExecutor, LocalExecutor, Study, arm_models, run_study
+    from sim.runner import Study, arm_models, run_study
     from sim.truth import true_values
 
     scenario = load_scenario(args.scenario, args.overrides)
     models = _calibrated(args, arm_models, scenario)
-    if args.backend == "dask" and not args.scheduler:
-        raise InputError("--backend dask needs --scheduler tcp://HOST:PORT")
-    if args.scheduler and args.backend != "dask":
-        raise InputError("--scheduler is only used with --backend dask")
     ns = tuple(sorted({n for spec in args.n for n in spec}))
     study = Study(scenario, ns, args.reps, args.seed, args.endpoints)
-    executor = DaskExecutor(args.scheduler) if args.backend == "dask" else LocalExecutor(_cores(args.jobs))
+    executor = _executor(args)
     started = time.time()
     try:
         with _progress(args.reps, args.quiet) as bar:
             replicates = run_study(study, args.out, executor, args.chunk_size, progress=bar.update)
     finally:
-        if isinstance(executor, DaskExecutor):
-            executor.close()
+        _close(executor)
     truths = true_values(scenario, models, args.seed)
     analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
     oc = operating_characteristics(replicates, truths, analyses)
@@ -274,6 +307,147 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 FORECAST_REPS = 200  # simulated trials behind the resource forecast (the first replicates of the study)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import time
+
+    from sim.analysis import SECONDARY
+    from sim.figures import compare_figure
+    from sim.report import write_compare_report
+    from sim.runner import arm_models
+    from sim.whatif import named_scenarios, paired_differences, run_scenarios, scenario_summaries
+
+    files = args.scenario or [DEFAULT_SCENARIO]
+    scenarios = named_scenarios(files, args.variant, args.overrides)
+    if len(scenarios) < 2:
+        raise InputError("compare needs at least two scenarios: repeat --scenario, or add --variant NAME:KEY=VALUE")
+    for name, scenario in scenarios.items():
+        try:
+            arm_models(scenario)
+        except ScenarioError as exc:
+            raise ScenarioError(f"scenario {name!r}: {exc}") from None
+    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    executor = _executor(args)
+    started = time.time()
+    try:
+        with _progress(args.reps * len(scenarios), args.quiet) as bar:
+            replicates = run_scenarios(scenarios, ns, args.reps, args.seed, args.endpoints, args.out, executor,
+                                       args.chunk_size, progress=bar.update)
+    finally:
+        _close(executor)
+    analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
+    targets = tuple(args.target_power)
+    oc, sizes = scenario_summaries(scenarios, replicates, args.seed, targets, analyses)
+    reference = next(iter(scenarios))
+    diffs = paired_differences(replicates, reference)
+    finished = time.time()
+    manifest = {
+        "command": "compare", "scenario_files": {f: scenario_files(f) for f in files}, "variants": args.variant,
+        "overrides": args.overrides, "n": list(ns), "reps": args.reps, "seed": args.seed,
+        "endpoints": args.endpoints, "backend": args.backend, "jobs": args.jobs, "chunk_size": args.chunk_size,
+        "scenarios": {name: sc.model_dump() for name, sc in scenarios.items()}, "reference": reference,
+        "versions": package_versions(), "code_version": code_version(), "machine": machine(),
+        "started": _iso(started), "finished": _iso(finished), "wall_seconds": round(finished - started, 2),
+    }
+    write_atomically(args.out, {
+        "compare_oc.csv": oc.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "compare_required_n.csv": sizes.to_csv(index=False, lineterminator="\n"),
+        "compare_differences.csv": diffs.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "compare_power.png": compare_figure(oc, targets, f"Power by scenario ({args.reps} replicates each, "
+                                                         "common random numbers)"),
+        "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
+    })
+    report = write_compare_report(args.out)
+    print(format_comparison(oc, sizes, diffs))
+    print(f"\n{len(scenarios)} scenarios x {args.reps} replicates x {len(ns)} sample sizes in "
+          f"{finished - started:.1f} s. Report: {report}")
+    return 0
+
+
+def format_comparison(oc: pd.DataFrame, sizes: pd.DataFrame, diffs: pd.DataFrame) -> str:
+    """Required n and power by scenario, then paired power differences from the reference."""
+    primary = oc[oc["analysis"] == "rfs"]
+    ns = sorted(primary["n"].unique())
+    lines = ["scenario".ljust(22) + "".join(f"n={n:<13d}" for n in ns) + "  required n"]
+    for name, block in primary.groupby("scenario", sort=False):
+        block = block.set_index("n")
+        need = sizes[sizes["scenario"] == name]
+        needed = ", ".join(f"{t:g}: {'>' + str(m) if r != r else f'{r:.0f}'}"
+                           for t, r, m in zip(need["target_power"], need["required_n"], need["largest_n"],
+                                              strict=True))
+        lines.append(name[:21].ljust(22) + "".join(f"{block.loc[n, 'power']:.3f} ({block.loc[n, 'power_mcse']:.3f})  "
+                                                   for n in ns) + needed)
+    if not diffs.empty:
+        lines.append(f"\npower difference from {diffs['reference'].iloc[0]} (paired MCSE; independent runs "
+                     "would give the MCSE in brackets):")
+        for name, block in diffs.groupby("scenario", sort=False):
+            lines.append(name[:21].ljust(22) + "".join(
+                f"{r.power_difference:+.3f} {r.mcse_paired:.3f} [{r.mcse_independent:.3f}]  "
+                for r in block.itertuples()))
+    return "\n".join(lines)
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    import time
+
+    import pandas as pd
+
+    from sim.figures import tornado_figure
+    from sim.runner import arm_models
+    from sim.whatif import run_scenarios, scenario_summaries, sensitivity_values, tornado_table
+
+    base = load_scenario(args.scenario, args.overrides)
+    scenarios = {"as given": base}
+    labels = {}
+    for spec in args.vary:
+        key, values = sensitivity_values(spec)
+        for value in values:
+            item = f"{key}={value:.6g}"
+            try:
+                scenario = load_scenario(args.scenario, [*args.overrides, item])
+                arm_models(scenario)
+            except ScenarioError as exc:
+                raise ScenarioError(f"--vary {spec}: at {item}: {exc}") from None
+            name = item.replace("/", "_")
+            scenarios[name] = scenario
+            labels[name] = (key, float(value))
+    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    executor = _executor(args)
+    started = time.time()
+    try:
+        with _progress(args.reps * len(scenarios), args.quiet) as bar:
+            replicates = run_scenarios(scenarios, ns, args.reps, args.seed, args.endpoints, args.out, executor,
+                                       args.chunk_size, progress=bar.update)
+    finally:
+        _close(executor)
+    oc, sizes = scenario_summaries(scenarios, replicates, args.seed, tuple(args.target_power), ("rfs",))
+    at_n = max(ns)
+    power = oc[(oc["analysis"] == "rfs") & (oc["n"] == at_n)].set_index("scenario")
+    first_target = sizes[sizes["target_power"] == args.target_power[0]].set_index("scenario")
+    table = pd.DataFrame([{"key": key, "value": value, "n": at_n, "power": power.loc[name, "power"],
+                           "power_mcse": power.loc[name, "power_mcse"],
+                           "required_n": first_target.loc[name, "required_n"]}
+                          for name, (key, value) in labels.items()])
+    tornado = tornado_table(table)
+    base_power = float(power.loc["as given", "power"])
+    write_atomically(args.out, {
+        "sensitivity.csv": table.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "tornado.csv": tornado.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "tornado.png": tornado_figure(tornado, base_power, at_n),
+        "manifest.json": json.dumps({
+            "command": "sensitivity", "scenario_file": str(args.scenario), "overrides": args.overrides,
+            "vary": args.vary, "n": list(ns), "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints,
+            "versions": package_versions(), "code_version": code_version(), "machine": machine(),
+            "wall_seconds": round(time.time() - started, 2)}, indent=2, sort_keys=True) + "\n",
+    })
+    print(f"Power at n = {at_n} as given: {base_power:.3f}; one-way ranges, largest swing first:")
+    for r in tornado.itertuples():
+        print(f"  {r.key:<40} {r.low_value:>8g} -> power {r.power_low:.3f}   {r.high_value:>8g} -> power "
+              f"{r.power_high:.3f}   (swing {r.swing:.3f})")
+    print(f"(each power has MCSE <= {table['power_mcse'].max():.3f}; {args.reps} replicates, common random "
+          f"numbers across values)\nWrote sensitivity.csv, tornado.csv, tornado.png to {args.out}/")
+    return 0
 
 
 def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFrame, alpha: float) -> str:

@@ -194,3 +194,46 @@ def resources_figure(forecast: pd.DataFrame, n: int, reps: int) -> bytes:
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"Resource forecast: {reps} simulated trials of n = {n} enrolled", fontsize=11)
     return _png(fig)
+
+
+def compare_figure(oc: pd.DataFrame, targets: tuple[float, ...], title: str) -> bytes:
+    """Power of the primary test against n, one line per scenario, with +-1.96 MCSE bands."""
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    for i, (name, block) in enumerate(oc[oc["analysis"] == "rfs"].groupby("scenario", sort=False)):
+        block = block.sort_values("n")
+        n, y, se = block["n"].to_numpy(), block["power"].to_numpy(), block["power_mcse"].to_numpy()
+        color = plt.cm.tab10(i % 10)
+        ax.plot(n, y, marker="o", ms=4, color=color, label=name)
+        ax.fill_between(n, y - 1.96 * se, y + 1.96 * se, color=color, alpha=0.15, lw=0)
+    edge = ax.get_yaxis_transform()
+    for target in targets:
+        ax.axhline(target, color="tab:green", ls=":", lw=1)
+        ax.text(1.01, target, f"power\n{target:g}", color="tab:green", fontsize=8, va="center", transform=edge)
+    ax.set_xlabel("Patients enrolled (n)")
+    ax.set_ylabel("Power of the primary test (bands: +-1.96 Monte Carlo SE)")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def tornado_figure(tornado: pd.DataFrame, base_power: float, n: int) -> bytes:
+    """One-way sensitivity: power at the low and high end of each parameter's range, largest swing on top."""
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(tornado) + 1.8))
+    rows = tornado.iloc[::-1].reset_index(drop=True)
+    for i, r in rows.iterrows():
+        lo, hi = sorted((r["power_low"], r["power_high"]))
+        ax.barh(i, hi - lo, left=lo, color="#9bb7dd", edgecolor="#34568b")
+        ax.text(r["power_low"], i, f" {r['low_value']:g} ", va="center", fontsize=8,
+                ha="right" if r["power_low"] <= r["power_high"] else "left")
+        ax.text(r["power_high"], i, f" {r['high_value']:g} ", va="center", fontsize=8,
+                ha="left" if r["power_high"] >= r["power_low"] else "right")
+    ax.axvline(base_power, color="black", lw=1, ls="--", label=f"scenario as given: {base_power:.3f}")
+    ax.set_yticks(range(len(rows)), labels=rows["key"])
+    ax.set_xlabel(f"Power of the primary test at n = {n} enrolled (bar ends: parameter at the low / high value)")
+    ax.set_xlim(0, 1)
+    ax.set_title("One-way sensitivity of power, ranked by influence", fontsize=11)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    return _png(fig)

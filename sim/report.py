@@ -32,7 +32,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #eef3fb; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto;
 font-size: 0.8em; } .summary { background: #f4f8ec; border: 1px solid #9bb86b; padding: 0.8em 1.2em; }
-.note { color: #555; font-size: 0.9em; }
+.note { color: #555; font-size: 0.9em; } table.text td, table.text th { text-align: left; }
 """
 
 OC_COLUMNS = (("n", "n enrolled", "{:.0f}"), ("transplanted_mean", "transplanted (mean)", "{:.1f}"),
@@ -94,10 +94,12 @@ def _img(png: bytes, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], text: bool = False) -> str:
+    """An HTML table; text=True left-aligns every column (prose rather than numbers)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    opening = '<table class="text">' if text else "<table>"
+    return f"{opening}<tr>{head}</tr>{body}</table>"
 
 
 def _summary(scenario: Scenario, manifest: dict, sizes: pd.DataFrame) -> str:
@@ -154,7 +156,7 @@ def _secondary_table(oc: pd.DataFrame, n: int) -> str:
     labels = {"itt": ("event-free survival from enrollment (ITT)", ""), **SECONDARY}
     out = []
     for r in rows.itertuples():
-        label = labels[r.analysis][0].format(lm="18-month", assay="")
+        label = labels[r.analysis][0].format(lm="18-month", assay="").replace(" ()", "")
         out.append([label, f"{r.true:.3f}", f"{r.mean:.3f}", f"{r.bias:+.4f}", f"{r.empse:.3f}", f"{r.coverage:.3f}",
                     f"{r.p_not_evaluable:.3f}"])
     return _table(["endpoint", "true", "mean estimate", "bias", "empirical SE", "95% CI coverage", "not evaluable"],
@@ -187,4 +189,89 @@ def _reproducibility(manifest: dict) -> str:
                 f"{manifest['backend']}, jobs {manifest['jobs']}); results do not depend on jobs, chunking or "
                 "backend"],
     ]
-    return _table(["item", "value"], rows)
+    return _table(["item", "value"], rows, text=True)
+
+
+def write_compare_report(out: Path) -> Path:
+    """Build OUT/report.html from a compare run: required n, power by scenario, paired differences."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    oc = pd.read_csv(out / "compare_oc.csv")
+    sizes = pd.read_csv(out / "compare_required_n.csv")
+    diffs = pd.read_csv(out / "compare_differences.csv")
+    targets = tuple(sorted(sizes["target_power"].unique()))
+    reference = manifest["reference"]
+    power_png = (out / "compare_power.png").read_bytes()
+    primary = oc[oc["analysis"] == "rfs"]
+    need_rows = []
+    for name, block in sizes.groupby("scenario", sort=False):
+        cells = [name]
+        for r in block.itertuples():
+            high = "beyond" if r.required_n_high != r.required_n_high else f"{r.required_n_high:.0f}"
+            cells.append(f"> {r.largest_n}" if r.required_n != r.required_n
+                         else f"{r.required_n:.0f} ({r.required_n_low:.0f}-{high})")
+        truth = primary[primary["scenario"] == name]["true"].iloc[0]
+        need_rows.append([*cells, f"{truth:.3f}"])
+    power_rows = [[r.scenario, f"{r.n:.0f}", f"{r.power:.3f} ({r.power_mcse:.3f})", f"{r.type1:.3f}",
+                   f"{r.transplanted_mean:.1f}", f"{r.evaluable_mean:.1f}", f"{r.duration_months_mean:.1f}"]
+                  for r in primary.itertuples()]
+    diff_rows = [[r.scenario, f"{r.n:.0f}", f"{r.power_difference:+.3f}", f"{r.mcse_paired:.4f}",
+                  f"{r.mcse_independent:.4f}"] for r in diffs.itertuples()]
+    secondary = oc[oc["analysis"].isin(list(SECONDARY)) & (oc["n"] == oc["n"].max())]
+    sec_table = "<p>Secondary endpoints were not computed (<code>--endpoints primary</code>).</p>"
+    if not secondary.empty:
+        pivot = secondary.pivot(index="analysis", columns="scenario", values="mean")
+        pivot = pivot.loc[[k for k in SECONDARY if k in pivot.index], list(dict.fromkeys(secondary["scenario"]))]
+        sec_table = _table(["endpoint (mean estimate)", *pivot.columns],
+                           [[SECONDARY[k][0].format(lm="18-month", assay="").replace(" ()", ""),
+                             *(f"{v:.3f}" for v in pivot.loc[k])] for k in pivot.index])
+    changed = _changed_keys(manifest["scenarios"], reference)
+    sections = [
+        f"<h1>Scenario comparison</h1><div class=\"summary\"><p>{len(manifest['scenarios'])} scenarios, "
+        f"{manifest['reps']} simulated trials each at n = {', '.join(map(str, manifest['n']))}, all from seed "
+        f"{manifest['seed']} (common random numbers: differences are estimated from paired trials).</p></div>",
+        _section("Required sample size by scenario",
+                 _table(["scenario", *(f"n for power {t:g} (MCSE interval)" for t in targets),
+                         "true 18-month RFS"], need_rows)),
+        _section("Power by scenario", _img(power_png, "Power against n by scenario") + _table(
+            ["scenario", "n", "power (MCSE)", "type I error", "transplanted (mean)", "evaluable (mean)",
+             "duration (months)"], power_rows)),
+        _section(f"Power differences from {reference}", _table(
+            ["scenario", "n", "difference", "MCSE (paired, common random numbers)", "MCSE if run independently"],
+            diff_rows)),
+        _section(f"Secondary endpoints at n = {oc['n'].max()}", sec_table),
+        _section("What differs from the reference", _table(["scenario", "changed keys"], changed, text=True)),
+        _section("Reproducibility (STRESS-DES 5.1-5.4)", _table(["item", "value"], [
+            ["code version", str(manifest.get("code_version"))],
+            ["software", ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()))],
+            ["machine", ", ".join(f"{k}: {v}" for k, v in manifest.get("machine", {}).items())],
+            ["run", f"{manifest['started']} to {manifest['finished']} ({manifest['wall_seconds']} s)"],
+            ["variants", "; ".join(manifest.get("variants", [])) or "-"],
+        ], text=True)),
+    ]
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Scenario comparison</title>"
+            f"<style>{STYLE}</style></head><body>" + "".join(sections) + "</body></html>")
+    path = out / "report.html"
+    tmp = out / ".report.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _changed_keys(scenarios: dict[str, dict], reference: str) -> list[list[str]]:
+    def flat(d: dict, prefix: str = "") -> dict[str, object]:
+        out: dict[str, object] = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out |= flat(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    base = flat(scenarios[reference])
+    rows = []
+    for name, data in scenarios.items():
+        if name == reference:
+            continue
+        diff = {k: v for k, v in flat(data).items() if base.get(k) != v and k not in ("name", "description")}
+        rows.append([name, "; ".join(f"{k} = {v}" for k, v in diff.items()) or "(none)"])
+    return rows

@@ -20,10 +20,13 @@ ITT_TRUTH_PATIENTS = 200_000
 ITT_TRUTH_REPLICATE = 2**31 - 1  # a replicate index no study uses
 
 
-def true_values(scenario: Scenario, models: dict[str, PostTransplantModel], seed: int
+def true_values(scenario: Scenario, models: dict[str, PostTransplantModel], seed: int, itt: bool = True
                 ) -> dict[str, dict[str, float]]:
-    """True value of the primary, ITT and secondary estimands (keys as in analysis.SECONDARY), per arm."""
-    itt = itt_truth(scenario, tuple(models.values()), seed)
+    """True value of the primary, ITT and secondary estimands (keys as in analysis.SECONDARY), per arm.
+
+    itt=False skips the (simulated) ITT truth, which is then NaN.
+    """
+    itt = itt_truth(scenario, tuple(models.values()), seed) if itt else [(np.nan, np.nan)] * len(models)
     return {arm: _arm_truth(scenario, model, *itt[i]) for i, (arm, model) in enumerate(models.items())}
 
 
