@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim import __version__
+from sim.oc import required_n_text
 from sim.scenario import DAYS_PER_MONTH, InputError, ScenarioError, load_scenario, scenario_files
 
 if TYPE_CHECKING:
@@ -316,7 +317,7 @@ def _compare(args: argparse.Namespace) -> int:
     from sim.figures import compare_figure
     from sim.report import write_compare_report
     from sim.runner import arm_models
-    from sim.whatif import named_scenarios, paired_differences, run_scenarios, scenario_summaries
+    from sim.whatif import named_scenarios, paired_differences, scenario_summaries
 
     files = args.scenario or [DEFAULT_SCENARIO]
     scenarios = named_scenarios(files, args.variant, args.overrides)
@@ -328,14 +329,8 @@ def _compare(args: argparse.Namespace) -> int:
         except ScenarioError as exc:
             raise ScenarioError(f"scenario {name!r}: {exc}") from None
     ns = tuple(sorted({n for spec in args.n for n in spec}))
-    executor = _executor(args)
     started = time.time()
-    try:
-        with _progress(args.reps * len(scenarios), args.quiet) as bar:
-            replicates = run_scenarios(scenarios, ns, args.reps, args.seed, args.endpoints, args.out, executor,
-                                       args.chunk_size, progress=bar.update)
-    finally:
-        _close(executor)
+    replicates = _run_scenarios(args, scenarios, ns)
     analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
     targets = tuple(args.target_power)
     oc, sizes = scenario_summaries(scenarios, replicates, args.seed, targets, analyses)
@@ -363,6 +358,18 @@ def _compare(args: argparse.Namespace) -> int:
     print(f"\n{len(scenarios)} scenarios x {args.reps} replicates x {len(ns)} sample sizes in "
           f"{finished - started:.1f} s. Report: {report}")
     return 0
+
+
+def _run_scenarios(args: argparse.Namespace, scenarios: dict, ns: tuple[int, ...]) -> dict[str, pd.DataFrame]:
+    from sim.whatif import run_scenarios
+
+    executor = _executor(args)
+    try:
+        with _progress(args.reps * len(scenarios), args.quiet) as bar:
+            return run_scenarios(scenarios, ns, args.reps, args.seed, args.endpoints, args.out, executor,
+                                 args.chunk_size, progress=bar.update)
+    finally:
+        _close(executor)
 
 
 def format_comparison(oc: pd.DataFrame, sizes: pd.DataFrame, diffs: pd.DataFrame) -> str:
@@ -395,7 +402,7 @@ def _sensitivity(args: argparse.Namespace) -> int:
 
     from sim.figures import tornado_figure
     from sim.runner import arm_models
-    from sim.whatif import run_scenarios, scenario_summaries, sensitivity_values, tornado_table
+    from sim.whatif import scenario_summaries, sensitivity_values, tornado_table
 
     base = load_scenario(args.scenario, args.overrides)
     scenarios = {"as given": base}
@@ -413,14 +420,8 @@ def _sensitivity(args: argparse.Namespace) -> int:
             scenarios[name] = scenario
             labels[name] = (key, float(value))
     ns = tuple(sorted({n for spec in args.n for n in spec}))
-    executor = _executor(args)
     started = time.time()
-    try:
-        with _progress(args.reps * len(scenarios), args.quiet) as bar:
-            replicates = run_scenarios(scenarios, ns, args.reps, args.seed, args.endpoints, args.out, executor,
-                                       args.chunk_size, progress=bar.update)
-    finally:
-        _close(executor)
+    replicates = _run_scenarios(args, scenarios, ns)
     oc, sizes = scenario_summaries(scenarios, replicates, args.seed, tuple(args.target_power), ("rfs",))
     at_n = max(ns)
     power = oc[(oc["analysis"] == "rfs") & (oc["n"] == at_n)].set_index("scenario")
@@ -461,13 +462,7 @@ def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFram
                      f"{r.coverage:8.3f}  {r.halfwidth_mean:13.3f}  {r.p_not_evaluable:13.3f}  "
                      f"{r.duration_months_mean:17.1f}")
     lines.append(f"(type I error on the null twin, nominal alpha {alpha:g}; MCSE = Monte Carlo standard error)")
-    for s in sizes.itertuples(index=False):
-        if s.required_n != s.required_n:
-            lines.append(f"power {s.target_power:g}: not reached by n = {s.largest_n}")
-        else:
-            high = "beyond the grid" if s.required_n_high != s.required_n_high else f"{s.required_n_high:.0f}"
-            lines.append(f"power {s.target_power:g}: n = {s.required_n:.0f} "
-                         f"(MCSE interval {s.required_n_low:.0f} to {high})")
+    lines += [f"power {s.target_power:g}: {required_n_text(s)}" for s in sizes.itertuples(index=False)]
     for d in drops.itertuples(index=False):
         flag = " (beyond 2 MCSE)" if d.beyond_2_mcse else " (within Monte Carlo noise)"
         lines.append(f"warning: power falls from n = {d.n_from} to n = {d.n_to} by {-d.power_change:.3f}{flag}; "

@@ -123,3 +123,11 @@ def non_monotone_power(replicates: pd.DataFrame, analysis: str = "rfs") -> pd.Da
             rows.append({"n_from": a, "n_to": b, "power_change": change, "change_mcse": mcse,
                          "beyond_2_mcse": bool(change < -2 * mcse)})
     return pd.DataFrame(rows, columns=["n_from", "n_to", "power_change", "change_mcse", "beyond_2_mcse"])
+
+
+def required_n_text(row) -> str:
+    """'n = 80 enrolled (MCSE interval 70 to 80)' or 'not reached by n = 100' for a row of required_n()."""
+    if row.required_n != row.required_n:
+        return f"not reached by n = {row.largest_n} enrolled"
+    high = "beyond the grid" if row.required_n_high != row.required_n_high else f"{row.required_n_high:.0f}"
+    return f"n = {row.required_n:.0f} enrolled (MCSE interval {row.required_n_low:.0f} to {high})"

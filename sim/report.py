@@ -19,6 +19,7 @@ import pandas as pd
 from sim.analysis import SECONDARY, observe
 from sim.figures import flow_figure, incidence_figure, power_figure, precision_figure, resources_figure, survival_figure
 from sim.model import simulate_trial
+from sim.oc import required_n_text
 from sim.scenario import Scenario
 from sim.trial_data import patient_flow
 
@@ -110,13 +111,8 @@ def _summary(scenario: Scenario, manifest: dict, sizes: pd.DataFrame) -> str:
              f"<p>Primary endpoint: {a.landmark_months:g}-month relapse-free survival after allo-HSCT, "
              f"H0: S &le; {a.p0} tested one-sided at alpha {a.alpha} ({html.escape(a.test)} test). "
              f"True value in this scenario: <b>{truth['rfs']:.3f}</b>.</p><ul>"]
-    for s in sizes.itertuples(index=False):
-        if s.required_n != s.required_n:
-            lines.append(f"<li>Power {s.target_power:g}: not reached by n = {s.largest_n} enrolled.</li>")
-        else:
-            high = "beyond the grid" if s.required_n_high != s.required_n_high else f"{s.required_n_high:.0f}"
-            lines.append(f"<li>Power {s.target_power:g}: <b>n = {s.required_n:.0f} enrolled</b> "
-                         f"(Monte Carlo interval {s.required_n_low:.0f} to {high}).</li>")
+    lines += [f"<li>Power {s.target_power:g}: {html.escape(required_n_text(s))}.</li>"
+              for s in sizes.itertuples(index=False)]
     lines.append(f"</ul><p class=\"note\">{manifest['reps']} simulated trials per sample size; every estimate "
                  "comes with its Monte Carlo standard error (MCSE).</p></div>")
     return "".join(lines)

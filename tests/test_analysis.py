@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
+from support import NO_PRE_TRANSPLANT_RISK
 
 from sim.analysis import cutoff_day, endpoints, itt_data, observe, primary_analysis, time_to_first
 from sim.calibrate import calibrate, null_twin, rfs
@@ -30,14 +31,7 @@ SEED = 17
 R = 2000                      # trials in the coverage and size studies
 N_PER_TRIAL = 100             # transplanted patients per trial there
 
-ALL_TRANSPLANTED = {
-    "induction.p_death": 0.0, "response.p_cr": 1.0, "response.p_cri": 0.0, "response.p_early_death": 0.0,
-    "consolidation.cycle1.p_death": 0.0, "consolidation.cycle1.p_relapse": 0.0,
-    "consolidation.cycle2.p_death": 0.0, "consolidation.cycle2.p_relapse": 0.0,
-    "mrd.mfc.p_negative_after_induction": 1.0, "mrd.mfc.p_lose_negativity": 0.0,
-    "donor.p_no_donor": 0.0, "transplant.p_refusal": 0.0,
-    "post_transplant.relapse_shape": 1.0, "post_transplant.nrm_shape": 1.0,
-}
+ALL_TRANSPLANTED = {**NO_PRE_TRANSPLANT_RISK, "post_transplant.relapse_shape": 1.0, "post_transplant.nrm_shape": 1.0}
 ENDPOINT_KEYS = {"endpoint", "estimate", "se", "lower", "upper", "n", "events", "method", "not_evaluable_reason"}
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import NO_PRE_TRANSPLANT_RISK
 
 from sim.calibrate import calibrate, rfs
 from sim.cli import main
@@ -75,11 +76,7 @@ def test_asymptotic_power_of_landmark_test_agrees_with_simulation(base):
     """DESIGN.md section 5: with no pre-transplant risk and exponential post-HSCT risk (with censoring by loss
     to follow-up), simulated power at a large n agrees with the first-order power of the KM landmark test."""
     scenario = base.with_updates({
-        "induction.p_death": 0.0, "response.p_cr": 1.0, "response.p_cri": 0.0, "response.p_early_death": 0.0,
-        "consolidation.cycle1.p_death": 0.0, "consolidation.cycle1.p_relapse": 0.0,
-        "consolidation.cycle2.p_death": 0.0, "consolidation.cycle2.p_relapse": 0.0,
-        "mrd.mfc.p_negative_after_induction": 1.0, "mrd.mfc.p_lose_negativity": 0.0,
-        "donor.p_no_donor": 0.0, "transplant.p_refusal": 0.0, "post_transplant.ltfu_prob": 0.15,
+        **NO_PRE_TRANSPLANT_RISK, "post_transplant.ltfu_prob": 0.15,
         "post_transplant.relapse_incidence": 0.20, "post_transplant.nrm_incidence": 0.13,
     })
     n, reps = 120, 1500

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import NO_PRE_TRANSPLANT_RISK
 
 from sim.model import EXIT_REASONS, simulate_trial
 from sim.scenario import load_scenario
@@ -13,13 +14,6 @@ from sim.trial_data import event_log, patient_flow, patients_table
 
 BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 
-NO_PRE_TRANSPLANT_RISK = {
-    "induction.p_death": 0.0, "response.p_cr": 1.0, "response.p_cri": 0.0, "response.p_early_death": 0.0,
-    "consolidation.cycle1.p_death": 0.0, "consolidation.cycle1.p_relapse": 0.0,
-    "consolidation.cycle2.p_death": 0.0, "consolidation.cycle2.p_relapse": 0.0,
-    "mrd.mfc.p_negative_after_induction": 1.0, "mrd.mfc.p_lose_negativity": 0.0,
-    "donor.p_no_donor": 0.0, "transplant.p_refusal": 0.0,
-}
 
 
 @pytest.fixture(scope="module")

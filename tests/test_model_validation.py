@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from lifelines import AalenJohansenFitter
 from scipy import stats
+from support import NO_PRE_TRANSPLANT_RISK as _NO_RISK
 
 from sim import calibrate as cal
 from sim.model import EXIT_REASONS, simulate_trial
@@ -28,13 +29,7 @@ BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 N = 20_000
 SEED = 11
 
-NO_PRE_TRANSPLANT_RISK = {
-    "induction.p_death": 0.0, "response.p_cr": 1.0, "response.p_cri": 0.0, "response.p_early_death": 0.0,
-    "consolidation.cycle1.p_death": 0.0, "consolidation.cycle1.p_relapse": 0.0,
-    "consolidation.cycle2.p_death": 0.0, "consolidation.cycle2.p_relapse": 0.0,
-    "mrd.mfc.p_negative_after_induction": 1.0, "mrd.mfc.p_lose_negativity": 0.0,
-    "donor.p_no_donor": 0.0, "transplant.p_refusal": 0.0, "post_transplant.ltfu_prob": 0.0,
-}
+NO_PRE_TRANSPLANT_RISK = {**_NO_RISK, "post_transplant.ltfu_prob": 0.0}
 SHAPED = {
     "post_transplant.relapse_shape": 0.7, "post_transplant.nrm_shape": 1.5, "mrd.positive_action": "transplant",
     "mrd.mfc.p_negative_after_induction": 0.5, "post_transplant.relapse_hr_mrd_positive": 2.0,

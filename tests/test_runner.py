@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from support import NO_PRE_TRANSPLANT_RISK
 
 from sim.cli import main
 from sim.estimators import wald_test
@@ -16,13 +17,7 @@ from sim.scenario import InputError, load_scenario
 
 BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 
-EVERYONE_TRANSPLANTED = {
-    "induction.p_death": 0.0, "response.p_cr": 1.0, "response.p_cri": 0.0, "response.p_early_death": 0.0,
-    "consolidation.cycle1.p_death": 0.0, "consolidation.cycle1.p_relapse": 0.0,
-    "consolidation.cycle2.p_death": 0.0, "consolidation.cycle2.p_relapse": 0.0,
-    "mrd.mfc.p_negative_after_induction": 1.0, "mrd.mfc.p_lose_negativity": 0.0,
-    "donor.p_no_donor": 0.0, "transplant.p_refusal": 0.0, "post_transplant.ltfu_prob": 0.0,
-}
+EVERYONE_TRANSPLANTED = {**NO_PRE_TRANSPLANT_RISK, "post_transplant.ltfu_prob": 0.0}
 
 
 @pytest.fixture(scope="module")
