@@ -169,7 +169,9 @@ def load_replicates(out: Path, reps: int) -> pd.DataFrame:
     frames = [pd.read_parquet(chunk_path(out, start, stop)) for start, stop in sorted(finished_chunks(out))]
     data = pd.concat(frames, ignore_index=True)
     data = data[data["replicate"] < reps].drop_duplicates(["replicate", "n", "arm"])
-    return data.sort_values(["replicate", "n", "arm"], kind="mergesort").reset_index(drop=True)
+    data = data.sort_values(["replicate", "n", "arm"], kind="mergesort").reset_index(drop=True)
+    # Text columns (arm, reasons) repeat a few values: categories keep a 10,000-replicate study small.
+    return data.astype({column: "category" for column in data.columns if data[column].dtype == object})
 
 
 # --------------------------------------------------------------------------- backends

@@ -51,25 +51,27 @@ def _arm_truth(scenario: Scenario, model: PostTransplantModel, itt: float, itt_m
 
 
 def itt_truth(scenario: Scenario, models: tuple[PostTransplantModel, ...], seed: int,
-              patients: int = ITT_TRUTH_PATIENTS) -> list[tuple[float, float]]:
+              patients: int = ITT_TRUTH_PATIENTS, batch: int = 50_000) -> list[tuple[float, float]]:
     """P(no failure to reach HSCT, relapse or death by the landmark from enrollment) and its MCSE, per model.
 
-    One simulated pathway serves every post-transplant model (common random numbers).
-
+    One simulated pathway serves every post-transplant model (common random numbers); the cohort is
+    simulated in batches (replicate indices counting down from ITT_TRUTH_REPLICATE) to bound memory.
     With a finite trial-only transplant capacity the answer depends on accrual and n; the
     background-capacity pathway is used, the quantity a designer would quote.
     """
     if scenario.transplant.capacity == "finite":
         scenario = scenario.with_updates({"transplant.capacity": "background"})
-    history = simulate_trial(scenario, patients, seed, replicate=ITT_TRUTH_REPLICATE, post_model=models[0])
     landmark = scenario.analysis.landmark_months * DAYS_PER_MONTH
-    enroll = history.draws.enroll_day
-    failed_pre = (history.exit_reason != TRANSPLANTED) & (history.days["exit_day"] - enroll <= landmark)
-    out = []
-    for model in models:
-        post = post_transplant_history(history.days["hsct_day"], hsct_group(history.draws),
-                                       history.draws.post_uniforms, model)
-        failed_post = np.fmin(post["relapse_day"], post["death_day"]) - enroll <= landmark
-        p = 1.0 - float(np.mean(failed_pre | failed_post))
-        out.append((p, float(np.sqrt(p * (1.0 - p) / patients))))
-    return out
+    failures = np.zeros(len(models))
+    for k, start in enumerate(range(0, patients, batch)):
+        size = min(batch, patients - start)
+        history = simulate_trial(scenario, size, seed, replicate=ITT_TRUTH_REPLICATE - k, post_model=models[0])
+        enroll = history.draws.enroll_day
+        failed_pre = (history.exit_reason != TRANSPLANTED) & (history.days["exit_day"] - enroll <= landmark)
+        for i, model in enumerate(models):
+            post = post_transplant_history(history.days["hsct_day"], hsct_group(history.draws),
+                                           history.draws.post_uniforms, model)
+            failed_post = np.fmin(post["relapse_day"], post["death_day"]) - enroll <= landmark
+            failures[i] += np.count_nonzero(failed_pre | failed_post)
+    p = 1.0 - failures / patients
+    return [(float(q), float(np.sqrt(q * (1.0 - q) / patients))) for q in p]
