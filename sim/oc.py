@@ -74,7 +74,8 @@ def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[s
     for n, at_n in replicates.groupby("n", sort=True):
         design = at_n[at_n["arm"] == "design"].sort_values("replicate")
         null = at_n[at_n["arm"] == "null"].sort_values("replicate")
-        counts = (spread(design["n_transplanted"].to_numpy(), "transplanted")
+        counts = (spread(design["n_enrolled"].to_numpy(), "enrolled")
+                  | spread(design["n_transplanted"].to_numpy(), "transplanted")
                   | spread(design["n_evaluable"].to_numpy(), "evaluable")
                   | spread(design["duration_months"].to_numpy(), "duration_months"))
         for analysis in analyses:

@@ -164,9 +164,9 @@ def _resources(forecast: pd.DataFrame | None, totals: pd.DataFrame | None, manif
         return "<p>No resource forecast in this folder.</p>"
     n, reps = manifest.get("example_n"), manifest.get("forecast_reps")
     body = _img(resources_figure(forecast, n, reps), "Monthly resource use with 10th-90th percentile bands")
-    body += _table(["whole trial", "mean", "10th pct", "median", "90th pct"],
-                   [[r.measure.replace("_", " "), f"{r.mean:.1f}", f"{r.p10:.1f}", f"{r.p50:.1f}", f"{r.p90:.1f}"]
-                    for r in totals.itertuples()])
+    body += _table(["whole trial", "mean", "10th pct", "median", "90th pct", "per enrolled patient (mean)"],
+                   [[r.measure.replace("_", " "), f"{r.mean:.1f}", f"{r.p10:.1f}", f"{r.p50:.1f}", f"{r.p90:.1f}",
+                     f"{r.mean / n:.2f}"] for r in totals.itertuples()])
     return body
 
 

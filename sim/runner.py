@@ -89,8 +89,9 @@ def replicate_row(history: TrialHistory, n: int, endpoints: str) -> dict[str, ob
     obs = observe(history, n)
     primary = primary_analysis(history, obs=obs)
     itt, itt_test = itt_analysis(history, obs=obs)
+    enrolled = int(np.count_nonzero(history.draws.enroll_day[:n] <= obs.cutoff_day))
     row: dict[str, object] = {
-        "n_transplanted": primary.n_transplanted, "n_evaluable": primary.n_evaluable,
+        "n_enrolled": enrolled, "n_transplanted": primary.n_transplanted, "n_evaluable": primary.n_evaluable,
         "duration_months": primary.duration_months, "rfs_events": primary.estimate.events,
     }
     for prefix, est, test in (("rfs", primary.estimate, primary.test), ("itt", itt, itt_test)):
