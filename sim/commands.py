@@ -1,0 +1,413 @@
+"""The commands behind run_sim.py: trial, sweep, compare, sensitivity, describe, report, docs.
+
+Each takes the parsed arguments, validates every input before writing anything, runs, writes its
+outputs atomically and prints a summary for people. Heavy modules are imported inside each command
+so that `describe` answers in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sim.oc import required_n_text
+from sim.provenance import code_version, iso_time, machine, package_versions, write_atomically, write_parquet_atomically
+from sim.scenario import DAYS_PER_MONTH, InputError, ScenarioError, load_scenario, scenario_files
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+DEFAULT_SCENARIO = "scenarios/base.toml"
+
+
+def _executor(args: argparse.Namespace):
+    from sim.runner import DaskExecutor, LocalExecutor
+
+    if args.backend == "dask" and not args.scheduler:
+        raise InputError("--backend dask needs --scheduler tcp://HOST:PORT")
+    if args.scheduler and args.backend != "dask":
+        raise InputError("--scheduler is only used with --backend dask")
+    return DaskExecutor(args.scheduler) if args.backend == "dask" else LocalExecutor(_cores(args.jobs))
+
+
+def _close(executor) -> None:
+    if hasattr(executor, "close"):
+        executor.close()
+
+
+def _calibrated(args: argparse.Namespace, solve, scenario):
+    """solve(scenario), with a calibration failure reported against the file and overrides that caused it."""
+    try:
+        return solve(scenario)
+    except ScenarioError as exc:
+        overrides = "".join(f" --set {item}" for item in args.overrides)
+        raise ScenarioError(f"{args.scenario}{' with' + overrides if overrides else ''}: {exc}") from None
+
+
+def trial(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from sim.analysis import endpoints, observe
+    from sim.calibrate import calibrate
+    from sim.figures import flow_figure, incidence_figure, survival_figure
+    from sim.model import simulate_trial
+    from sim.trial_data import event_log, format_flow, patient_flow, patients_table
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    post_model = _calibrated(args, calibrate, scenario)
+    history = simulate_trial(scenario, args.n, args.seed, post_model=post_model)
+    patients = patients_table(history)
+    flow = patient_flow(history)
+    results = pd.DataFrame(endpoints(history))
+    obs = observe(history)
+    a = scenario.analysis
+    manifest = {
+        "command": "trial", "scenario_file": str(args.scenario), "overrides": args.overrides,
+        "n": args.n, "seed": args.seed, "scenario": scenario.model_dump(), "versions": package_versions(),
+    }
+    write_atomically(args.out, {
+        "patients.csv": patients.to_csv(index=False, float_format="%.3f", lineterminator="\n"),
+        "events.csv": event_log(patients).to_csv(index=False, float_format="%.3f", lineterminator="\n"),
+        "flow.csv": flow.to_csv(index=False, lineterminator="\n"),
+        "endpoints.csv": results.to_csv(index=False, float_format="%.4f", lineterminator="\n"),
+        "manifest.json": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+        "km_rfs_os.png": survival_figure(obs, a.landmark_months, a.p0),
+        "cumulative_incidence.png": incidence_figure(obs, a.landmark_months),
+        "patient_flow.png": flow_figure(flow),
+    })
+    months = (patients["enroll_day"].iloc[-1] / (365.25 / 12)) if len(patients) else 0.0
+    print(f"Scenario {scenario.name!r}, {args.n} patients, seed {args.seed}; "
+          f"accrual took {months:.1f} months\n")
+    print(format_flow(flow))
+    print("\nEndpoints at the final analysis:")
+    print(format_endpoints(results))
+    print(f"  primary test: {results['method'].iloc[0].split('; ', 1)[1]}")
+    print(f"\nWrote patients.csv, events.csv, flow.csv, endpoints.csv, manifest.json and 3 figures to {args.out}/")
+    return 0
+
+
+def format_endpoints(results: pd.DataFrame) -> str:
+    """Endpoint rows as aligned text: estimate with 95% CI, or the count."""
+    width = int(results["endpoint"].str.len().max())
+    lines = []
+    for row in results.itertuples(index=False):
+        if row.not_evaluable_reason:
+            value = f"not evaluable: {row.not_evaluable_reason}"
+        elif row.lower == row.lower:  # has a CI
+            value = f"{row.estimate:6.3f}  (95% CI {row.lower:.3f}-{row.upper:.3f}; n = {row.n:.0f})"
+        else:
+            value = f"{row.estimate:6.1f}  {row.method}"
+        lines.append(f"  {row.endpoint:<{width}}  {value}")
+    return "\n".join(lines)
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from sim.analysis import SECONDARY
+    from sim.figures import power_figure
+    from sim.model import simulate_trial
+    from sim.oc import non_monotone_power, operating_characteristics, required_n
+    from sim.report import write_report
+    from sim.resources import forecast, monthly_use, trial_totals
+    from sim.runner import Study, arm_models, run_study
+    from sim.truth import true_values
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    models = _calibrated(args, arm_models, scenario)
+    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    study = Study(scenario, ns, args.reps, args.seed, args.endpoints)
+    executor = _executor(args)
+    started = time.time()
+    try:
+        with _progress(args.reps, args.quiet) as bar:
+            replicates = run_study(study, args.out, executor, args.chunk_size, progress=bar.update)
+    finally:
+        _close(executor)
+    truths = true_values(scenario, models, args.seed)
+    analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
+    oc = operating_characteristics(replicates, truths, analyses)
+    targets = tuple(args.target_power)
+    sizes = required_n(oc, targets)
+    drops = non_monotone_power(replicates)
+    example_n = int(sizes["required_n"].iloc[0]) if sizes["required_n"].notna().iloc[0] else max(ns)
+    forecast_reps = min(args.reps, FORECAST_REPS)
+    usages = [monthly_use(simulate_trial(scenario, example_n, args.seed, r, post_model=models["design"]))
+              for r in range(forecast_reps)]
+    finished = time.time()
+    manifest = {
+        "command": "sweep", "scenario_file": str(args.scenario), "overrides": args.overrides, "n": list(ns),
+        "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints, "backend": args.backend,
+        "jobs": args.jobs, "chunk_size": args.chunk_size, "scenario": scenario.model_dump(), "truths": truths,
+        "scenario_files": scenario_files(args.scenario), "example_n": example_n, "forecast_reps": forecast_reps,
+        "versions": package_versions(), "code_version": code_version(), "machine": machine(),
+        "started": iso_time(started), "finished": iso_time(finished), "wall_seconds": round(finished - started, 2),
+        "note": "results depend only on the scenario, seed, reps, n grid and endpoints; "
+                "not on jobs, chunk size or backend",
+    }
+    a = scenario.analysis
+    title = (f"{scenario.name}: H0 S(18 mo) <= {a.p0} vs true {truths['design']['rfs']:.3f}, "
+             f"test {a.test}, {args.reps} replicates")
+    write_atomically(args.out, {
+        "oc.csv": oc.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "required_n.csv": sizes.to_csv(index=False, lineterminator="\n"),
+        "power_curve.png": power_figure(oc, targets, a.alpha, title),
+        "resources.csv": forecast(usages).to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "resources_totals.csv": trial_totals(usages).to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
+    })
+    write_parquet_atomically(replicates, args.out / "replicates.parquet")
+    report = write_report(args.out)
+    print(format_power_table(oc, sizes, drops, a.alpha))
+    print(f"\n{args.reps} replicates x {len(ns)} sample sizes in {finished - started:.1f} s. Report: {report}\n"
+          f"Tables and data in {args.out}/: oc.csv, required_n.csv, replicates.parquet, resources.csv, manifest.json")
+    return 0
+
+
+FORECAST_REPS = 200  # simulated trials behind the resource forecast (the first replicates of the study)
+
+
+def compare(args: argparse.Namespace) -> int:
+    from sim.analysis import SECONDARY
+    from sim.figures import compare_figure
+    from sim.report import write_compare_report
+    from sim.runner import arm_models
+    from sim.whatif import named_scenarios, paired_differences, scenario_summaries
+
+    files = args.scenario or [DEFAULT_SCENARIO]
+    scenarios = named_scenarios(files, args.variant, args.overrides)
+    if len(scenarios) < 2:
+        raise InputError("compare needs at least two scenarios: repeat --scenario, or add --variant NAME:KEY=VALUE")
+    for name, scenario in scenarios.items():
+        try:
+            arm_models(scenario)
+        except ScenarioError as exc:
+            raise ScenarioError(f"scenario {name!r}: {exc}") from None
+    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    started = time.time()
+    replicates = _run_scenarios(args, scenarios, ns)
+    analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
+    targets = tuple(args.target_power)
+    oc, sizes = scenario_summaries(scenarios, replicates, args.seed, targets, analyses)
+    reference = next(iter(scenarios))
+    diffs = paired_differences(replicates, reference)
+    finished = time.time()
+    manifest = {
+        "command": "compare", "scenario_files": {f: scenario_files(f) for f in files}, "variants": args.variant,
+        "overrides": args.overrides, "n": list(ns), "reps": args.reps, "seed": args.seed,
+        "endpoints": args.endpoints, "backend": args.backend, "jobs": args.jobs, "chunk_size": args.chunk_size,
+        "scenarios": {name: sc.model_dump() for name, sc in scenarios.items()}, "reference": reference,
+        "versions": package_versions(), "code_version": code_version(), "machine": machine(),
+        "started": iso_time(started), "finished": iso_time(finished), "wall_seconds": round(finished - started, 2),
+    }
+    write_atomically(args.out, {
+        "compare_oc.csv": oc.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "compare_required_n.csv": sizes.to_csv(index=False, lineterminator="\n"),
+        "compare_differences.csv": diffs.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "compare_power.png": compare_figure(oc, targets, f"Power by scenario ({args.reps} replicates each, "
+                                                         "common random numbers)"),
+        "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
+    })
+    report = write_compare_report(args.out)
+    print(format_comparison(oc, sizes, diffs))
+    print(f"\n{len(scenarios)} scenarios x {args.reps} replicates x {len(ns)} sample sizes in "
+          f"{finished - started:.1f} s. Report: {report}")
+    return 0
+
+
+def _run_scenarios(args: argparse.Namespace, scenarios: dict, ns: tuple[int, ...]) -> dict[str, pd.DataFrame]:
+    from sim.whatif import run_scenarios
+
+    executor = _executor(args)
+    try:
+        with _progress(args.reps * len(scenarios), args.quiet) as bar:
+            return run_scenarios(scenarios, ns, args.reps, args.seed, args.endpoints, args.out, executor,
+                                 args.chunk_size, progress=bar.update)
+    finally:
+        _close(executor)
+
+
+def format_comparison(oc: pd.DataFrame, sizes: pd.DataFrame, diffs: pd.DataFrame) -> str:
+    """Required n and power by scenario, then paired power differences from the reference."""
+    primary = oc[oc["analysis"] == "rfs"]
+    ns = sorted(primary["n"].unique())
+    lines = ["scenario".ljust(22) + "".join(f"n={n:<13d}" for n in ns) + "  required n"]
+    for name, block in primary.groupby("scenario", sort=False):
+        block = block.set_index("n")
+        need = sizes[sizes["scenario"] == name]
+        needed = ", ".join(f"{t:g}: {'>' + str(m) if r != r else f'{r:.0f}'}"
+                           for t, r, m in zip(need["target_power"], need["required_n"], need["largest_n"],
+                                              strict=True))
+        lines.append(name[:21].ljust(22) + "".join(f"{block.loc[n, 'power']:.3f} ({block.loc[n, 'power_mcse']:.3f})  "
+                                                   for n in ns) + needed)
+    if not diffs.empty:
+        lines.append(f"\npower difference from {diffs['reference'].iloc[0]} (paired MCSE; independent runs "
+                     "would give the MCSE in brackets):")
+        for name, block in diffs.groupby("scenario", sort=False):
+            lines.append(name[:21].ljust(22) + "".join(
+                f"{r.power_difference:+.3f} {r.mcse_paired:.3f} [{r.mcse_independent:.3f}]  "
+                for r in block.itertuples()))
+    return "\n".join(lines)
+
+
+def sensitivity(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from sim.figures import tornado_figure
+    from sim.runner import arm_models
+    from sim.whatif import scenario_summaries, sensitivity_values, tornado_table
+
+    base = load_scenario(args.scenario, args.overrides)
+    scenarios = {"as given": base}
+    labels = {}
+    for spec in args.vary:
+        key, values = sensitivity_values(spec)
+        for value in values:
+            item = f"{key}={value:.6g}"
+            try:
+                scenario = load_scenario(args.scenario, [*args.overrides, item])
+                arm_models(scenario)
+            except ScenarioError as exc:
+                raise ScenarioError(f"--vary {spec}: at {item}: {exc}") from None
+            name = item.replace("/", "_")
+            scenarios[name] = scenario
+            labels[name] = (key, float(value))
+    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    started = time.time()
+    replicates = _run_scenarios(args, scenarios, ns)
+    oc, sizes = scenario_summaries(scenarios, replicates, args.seed, tuple(args.target_power), ("rfs",))
+    at_n = max(ns)
+    power = oc[(oc["analysis"] == "rfs") & (oc["n"] == at_n)].set_index("scenario")
+    first_target = sizes[sizes["target_power"] == args.target_power[0]].set_index("scenario")
+    table = pd.DataFrame([{"key": key, "value": value, "n": at_n, "power": power.loc[name, "power"],
+                           "power_mcse": power.loc[name, "power_mcse"],
+                           "required_n": first_target.loc[name, "required_n"]}
+                          for name, (key, value) in labels.items()])
+    tornado = tornado_table(table)
+    base_power = float(power.loc["as given", "power"])
+    write_atomically(args.out, {
+        "sensitivity.csv": table.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "tornado.csv": tornado.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "tornado.png": tornado_figure(tornado, base_power, at_n),
+        "manifest.json": json.dumps({
+            "command": "sensitivity", "scenario_file": str(args.scenario), "overrides": args.overrides,
+            "vary": args.vary, "n": list(ns), "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints,
+            "versions": package_versions(), "code_version": code_version(), "machine": machine(),
+            "wall_seconds": round(time.time() - started, 2)}, indent=2, sort_keys=True) + "\n",
+    })
+    print(f"Power at n = {at_n} as given: {base_power:.3f}; one-way ranges, largest swing first:")
+    for r in tornado.itertuples():
+        print(f"  {r.key:<40} {r.low_value:>8g} -> power {r.power_low:.3f}   {r.high_value:>8g} -> power "
+              f"{r.power_high:.3f}   (swing {r.swing:.3f})")
+    print(f"(each power has MCSE <= {table['power_mcse'].max():.3f}; {args.reps} replicates, common random "
+          f"numbers across values)\nWrote sensitivity.csv, tornado.csv, tornado.png to {args.out}/")
+    return 0
+
+
+def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFrame, alpha: float) -> str:
+    """Power, type I error and precision of the primary endpoint by n, then the required n."""
+    rows = oc[oc["analysis"] == "rfs"].sort_values("n")
+    lines = ["   n  transplanted  evaluable   power (MCSE)    type I (MCSE)   coverage  CI half-width  "
+             "not evaluable  duration (months)"]
+    for r in rows.itertuples(index=False):
+        lines.append(f"{r.n:4d}  {r.transplanted_mean:12.1f}  {r.evaluable_mean:9.1f}  "
+                     f"{r.power:6.3f} ({r.power_mcse:.3f})  {r.type1:6.3f} ({r.type1_mcse:.3f})  "
+                     f"{r.coverage:8.3f}  {r.halfwidth_mean:13.3f}  {r.p_not_evaluable:13.3f}  "
+                     f"{r.duration_months_mean:17.1f}")
+    lines.append(f"(type I error on the null twin, nominal alpha {alpha:g}; MCSE = Monte Carlo standard error)")
+    lines += [f"power {s.target_power:g}: {required_n_text(s)}" for s in sizes.itertuples(index=False)]
+    for d in drops.itertuples(index=False):
+        flag = " (beyond 2 MCSE)" if d.beyond_2_mcse else " (within Monte Carlo noise)"
+        lines.append(f"warning: power falls from n = {d.n_from} to n = {d.n_to} by {-d.power_change:.3f}{flag}; "
+                     "small-sample discreteness, shown as simulated")
+    return "\n".join(lines)
+
+
+def _cores(jobs: int) -> int:
+    return (os.cpu_count() or 1) if jobs == -1 else jobs
+
+
+class _NoBar:
+    def update(self, k: int) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _progress(total: int, quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="rep", desc="replicates", dynamic_ncols=True)
+
+
+def describe(args: argparse.Namespace) -> int:
+    from sim.calibrate import calibrate, true_endpoints
+    from sim.design import (
+        expected_accrual_months,
+        normal_approx_transplanted,
+        p_reach_hsct,
+        stage_probabilities,
+    )
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    model = _calibrated(args, calibrate, scenario)
+    a = scenario.analysis
+    lm = a.landmark_months
+    truth = true_endpoints(model, lm * DAYS_PER_MONTH)
+    print(f"Scenario {scenario.name!r} ({args.scenario}): {scenario.description}\n")
+    print("True values after HSCT (from the calibrated hazards, not simulated):")
+    print(f"  {lm:g}-month RFS {truth['rfs']:.3f}   OS {truth['os']:.3f}   GRFS {truth['grfs']:.3f}")
+    print(f"  {lm:g}-month relapse incidence {truth['relapse_cif']:.3f}   NRM incidence {truth['nrm_cif']:.3f}")
+    print(f"  acute GVHD II-IV {truth['agvhd_2_4_day100']:.3f} and III-IV {truth['agvhd_3_4_day100']:.3f} by day "
+          f"100; chronic GVHD {truth['cgvhd_cif']:.3f} at {lm:g} months")
+    print(f"  H0: S({lm:g} months) <= p0 = {a.p0}; design alternative p1 = {a.p1}\n")
+    print("Reaching HSCT, stage by stage:")
+    cumulative = 1.0
+    for stage, p in stage_probabilities(scenario):
+        cumulative *= p
+        print(f"  {stage:<54} {p:6.3f}   cumulative {cumulative:6.3f}")
+    reach = p_reach_hsct(scenario)
+    print(f"  P(an enrolled patient is transplanted) = {reach:.3f}\n")
+    acc = scenario.accrual
+    full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
+    print(f"Accrual: {full:.2f} enrolled/month once all {acc.n_sites} sites are open "
+          f"(over {acc.ramp_up_months:g} months); {args.n} enrolled after about "
+          f"{expected_accrual_months(scenario, args.n):.1f} months\n")
+    print(f"First-order normal-approximation sample size (test {a.test}, one-sided alpha {a.alpha}):")
+    for power in args.target_power:
+        for label, s1 in ((f"true RFS {truth['rfs']:.3f}", None), (f"p1 = {a.p1}", a.p1)):
+            n_tx = normal_approx_transplanted(scenario, model, power, s1)
+            print(f"  power {power:g} against {label:<16}: {np.ceil(n_tx):4.0f} transplanted -> "
+                  f"{np.ceil(n_tx / reach) if reach > 0 else float('inf'):4.0f} enrolled")
+    print("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the data "
+          "cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from sim.report import write_report
+
+    missing = [name for name in ("manifest.json", "oc.csv", "required_n.csv") if not (args.out / name).is_file()]
+    if missing:
+        raise InputError(f"{args.out}: not a sweep output folder (missing {', '.join(missing)})")
+    print(f"Wrote {write_report(args.out)}")
+    return 0
+
+
+def docs(args: argparse.Namespace) -> int:
+    from sim.scenario_doc import scenario_reference
+
+    write_atomically(args.out.parent, {args.out.name: scenario_reference()})
+    print(f"Wrote {args.out}")
+    return 0
