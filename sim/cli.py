@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run_sim.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="run_sim.py",
+        description="Simulate the phase II trial of VIP + blinatumomab and allo-HSCT in Ph- B-ALL: size it "
+                    "(sweep, the default), compare scenarios, explore sensitivity, report.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     trial = sub.add_parser("trial", help="simulate one virtual trial and write its patient histories")
