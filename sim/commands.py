@@ -293,7 +293,8 @@ def sensitivity(args: argparse.Namespace) -> int:
     write_atomically(args.out, {
         "sensitivity.csv": table.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
         "tornado.csv": tornado.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "tornado.png": tornado_figure(tornado, base_power, at_n),
+        "tornado.png": tornado_figure(tornado, base_power, at_n, float(first_target.loc["as given", "required_n"]),
+                                      ns),
         "manifest.json": json.dumps({
             "command": "sensitivity", "scenario_file": str(args.scenario), "overrides": args.overrides,
             "vary": args.vary, "n": list(ns), "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints,

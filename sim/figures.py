@@ -218,22 +218,39 @@ def compare_figure(oc: pd.DataFrame, targets: tuple[float, ...], title: str) -> 
     return _png(fig)
 
 
-def tornado_figure(tornado: pd.DataFrame, base_power: float, n: int) -> bytes:
-    """One-way sensitivity: power at the low and high end of each parameter's range, largest swing on top."""
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(tornado) + 1.8))
+def tornado_figure(tornado: pd.DataFrame, base_power: float, n: int, base_required_n: float = np.nan,
+                   grid: tuple[int, ...] = ()) -> bytes:
+    """One-way sensitivity: power at n (and, with an n grid, the required n) at the low and high end of
+    each parameter's range, largest swing on top."""
+    with_n = bool(tornado["required_n_low"].notna().any() or tornado["required_n_high"].notna().any())
+    fig, axes = plt.subplots(1, 2 if with_n else 1, figsize=(13 if with_n else 9, 0.6 * len(tornado) + 1.8),
+                             squeeze=False)
     rows = tornado.iloc[::-1].reset_index(drop=True)
-    for i, r in rows.iterrows():
-        lo, hi = sorted((r["power_low"], r["power_high"]))
-        ax.barh(i, hi - lo, left=lo, color="#9bb7dd", edgecolor="#34568b")
-        ax.text(r["power_low"], i, f" {r['low_value']:g} ", va="center", fontsize=8,
-                ha="right" if r["power_low"] <= r["power_high"] else "left")
-        ax.text(r["power_high"], i, f" {r['high_value']:g} ", va="center", fontsize=8,
-                ha="left" if r["power_high"] >= r["power_low"] else "right")
-    ax.axvline(base_power, color="black", lw=1, ls="--", label=f"scenario as given: {base_power:.3f}")
-    ax.set_yticks(range(len(rows)), labels=rows["key"])
-    ax.set_xlabel(f"Power of the primary test at n = {n} enrolled (bar ends: parameter at the low / high value)")
-    ax.set_xlim(0, 1)
-    ax.set_title("One-way sensitivity of power, ranked by influence", fontsize=11)
-    ax.legend(loc="lower left", fontsize=8)
-    ax.grid(alpha=0.3, axis="x")
+    panels = [("power_low", "power_high", base_power, f"Power at n = {n} enrolled", (0, 1))]
+    if with_n:
+        pad = (max(grid) - min(grid)) * 0.05 + 1 if grid else 5
+        panels.append(("required_n_low", "required_n_high", base_required_n,
+                       "Required n enrolled for the first target power (no bar: beyond the grid)",
+                       (min(grid) - pad, max(grid) + pad) if grid else None))
+    for k, (ax, (low, high, base, label, limits)) in enumerate(zip(axes[0], panels, strict=True)):
+        for i, r in rows.iterrows():
+            if not (np.isfinite(r[low]) and np.isfinite(r[high])):
+                continue
+            lo, hi = sorted((r[low], r[high]))
+            if hi > lo:
+                ax.barh(i, hi - lo, left=lo, color="#9bb7dd", edgecolor="#34568b")
+            else:  # the same value at both ends: a mark, not an invisible bar
+                ax.plot([lo], [i], marker="D", color="#34568b")
+            rising = r[low] <= r[high]
+            ax.text(r[low], i, f" {r['low_value']:g} ", va="center", fontsize=8, ha="right" if rising else "left")
+            ax.text(r[high], i, f" {r['high_value']:g} ", va="center", fontsize=8, ha="left" if rising else "right")
+        if np.isfinite(base):
+            ax.axvline(base, color="black", lw=1, ls="--", label=f"scenario as given: {base:.3g}")
+            ax.legend(loc="lower left", fontsize=8)
+        ax.set_yticks(range(len(rows)), labels=list(rows["key"]) if k == 0 else [""] * len(rows))
+        ax.set_xlabel(f"{label}\n(bar ends: parameter at the low / high value)")
+        if limits:
+            ax.set_xlim(*limits)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle("One-way sensitivity, ranked by influence on power", fontsize=11)
     return _png(fig)
