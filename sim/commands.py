@@ -111,10 +111,9 @@ def format_endpoints(results: pd.DataFrame) -> str:
 def sweep(args: argparse.Namespace) -> int:
     from sim.analysis import SECONDARY
     from sim.figures import power_figure
-    from sim.model import simulate_trial
     from sim.oc import non_monotone_power, operating_characteristics, required_n
     from sim.report import write_report
-    from sim.resources import forecast, monthly_use, trial_totals
+    from sim.resources import forecast, simulated_use, trial_totals
     from sim.runner import Study, arm_models, run_study
     from sim.truth import true_values
 
@@ -137,8 +136,7 @@ def sweep(args: argparse.Namespace) -> int:
     drops = non_monotone_power(replicates)
     example_n = int(sizes["required_n"].iloc[0]) if sizes["required_n"].notna().iloc[0] else max(ns)
     forecast_reps = min(args.reps, FORECAST_REPS)
-    usages = [monthly_use(simulate_trial(scenario, example_n, args.seed, r, post_model=models["design"]))
-              for r in range(forecast_reps)]
+    usages = simulated_use(scenario, example_n, args.seed, forecast_reps, models["design"])
     finished = time.time()
     manifest = {
         "command": "sweep", "scenario_file": str(args.scenario), "overrides": args.overrides, "n": list(ns),
@@ -172,10 +170,16 @@ def sweep(args: argparse.Namespace) -> int:
 FORECAST_REPS = 200  # simulated trials behind the resource forecast (the first replicates of the study)
 
 
+COMPARE_FORECAST_REPS = 100  # trials per scenario behind the comparison's resource totals
+
+
 def compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from sim.analysis import SECONDARY
     from sim.figures import compare_figure
     from sim.report import write_compare_report
+    from sim.resources import simulated_use, trial_totals
     from sim.runner import arm_models
     from sim.whatif import named_scenarios, paired_differences, scenario_summaries
 
@@ -196,12 +200,16 @@ def compare(args: argparse.Namespace) -> int:
     oc, sizes = scenario_summaries(scenarios, replicates, args.seed, targets, analyses)
     reference = next(iter(scenarios))
     diffs = paired_differences(replicates, reference)
+    forecast_reps = min(args.reps, COMPARE_FORECAST_REPS)
+    resources = pd.concat([trial_totals(simulated_use(sc, max(ns), args.seed, forecast_reps, arm_models(sc)["design"]))
+                           .assign(scenario=name) for name, sc in scenarios.items()], ignore_index=True)
     finished = time.time()
     manifest = {
         "command": "compare", "scenario_files": {f: scenario_files(f) for f in files}, "variants": args.variant,
         "overrides": args.overrides, "n": list(ns), "reps": args.reps, "seed": args.seed,
         "endpoints": args.endpoints, "backend": args.backend, "jobs": args.jobs, "chunk_size": args.chunk_size,
         "scenarios": {name: sc.model_dump() for name, sc in scenarios.items()}, "reference": reference,
+        "forecast_n": max(ns), "forecast_reps": forecast_reps,
         "versions": package_versions(), "code_version": code_version(), "machine": machine(),
         "started": iso_time(started), "finished": iso_time(finished), "wall_seconds": round(finished - started, 2),
     }
@@ -209,6 +217,7 @@ def compare(args: argparse.Namespace) -> int:
         "compare_oc.csv": oc.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
         "compare_required_n.csv": sizes.to_csv(index=False, lineterminator="\n"),
         "compare_differences.csv": diffs.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
+        "compare_resources.csv": resources.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
         "compare_power.png": compare_figure(oc, targets, f"Power by scenario ({args.reps} replicates each, "
                                                          "common random numbers)"),
         "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",

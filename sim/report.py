@@ -221,6 +221,11 @@ def write_compare_report(out: Path) -> Path:
                            [[SECONDARY[k][0].format(lm="18-month", assay="").replace(" ()", ""),
                              *(f"{v:.3f}" for v in pivot.loc[k])] for k in pivot.index])
     changed = _changed_keys(manifest["scenarios"], reference)
+    resources = pd.read_csv(out / "compare_resources.csv")
+    res_pivot = resources.pivot(index="measure", columns="scenario", values="mean")
+    res_pivot = res_pivot[list(dict.fromkeys(resources["scenario"]))].loc[list(dict.fromkeys(resources["measure"]))]
+    res_table = _table(["whole trial (mean)", *res_pivot.columns],
+                       [[m.replace("_", " "), *(f"{v:.1f}" for v in res_pivot.loc[m])] for m in res_pivot.index])
     sections = [
         f"<h1>Scenario comparison</h1><div class=\"summary\"><p>{len(manifest['scenarios'])} scenarios, "
         f"{manifest['reps']} simulated trials each at n = {', '.join(map(str, manifest['n']))}, all from seed "
@@ -235,6 +240,8 @@ def write_compare_report(out: Path) -> Path:
             ["scenario", "n", "difference", "MCSE (paired, common random numbers)", "MCSE if run independently"],
             diff_rows)),
         _section(f"Secondary endpoints at n = {oc['n'].max()}", sec_table),
+        _section(f"Resource and drug-supply totals at n = {manifest['forecast_n']} "
+                 f"({manifest['forecast_reps']} trials per scenario)", res_table),
         _section("What differs from the reference", _table(["scenario", "changed keys"], changed, text=True)),
         _section("Reproducibility (STRESS-DES 5.1-5.4)", _table(["item", "value"], [
             ["code version", str(manifest.get("code_version"))],

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.model import TrialHistory
-from sim.scenario import DAYS_PER_MONTH
+from sim.calibrate import PostTransplantModel
+from sim.model import TrialHistory, simulate_trial
+from sim.scenario import DAYS_PER_MONTH, Scenario
 from sim.trial_data import patients_table
 
 MEASURES = ("blinatumomab_vials", "blinatumomab_bags", "blinatumomab_mg", "bed_days_vip", "bed_days_blinatumomab",
@@ -71,6 +72,12 @@ def monthly_use(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
         "transplant_beds_occupied": _overlap(r["hsct_bed_start"], r["hsct_bed_end"], edges) / DAYS_PER_MONTH,
         "mrd_assays": _count(np.concatenate([r["mrd1_sample_day"], r["mrd2_sample_day"]]), edges),
     })
+
+
+def simulated_use(scenario: Scenario, n: int, seed: int, reps: int, post_model: PostTransplantModel
+                  ) -> list[pd.DataFrame]:
+    """Monthly use of the study's first `reps` trials of n patients (the same trials the study simulated)."""
+    return [monthly_use(simulate_trial(scenario, n, seed, r, post_model=post_model)) for r in range(reps)]
 
 
 def forecast(usages: list[pd.DataFrame]) -> pd.DataFrame:
