@@ -56,7 +56,8 @@ def test_compare_command_writes_tables_figure_and_report(tmp_path, capsys):
                  "--variant", "few_donors:donor.p_no_donor=0.3", "--n", "30", "50", "--reps", "40", "--jobs", "1",
                  "--endpoints", "primary", "--quiet", "--out", str(out)])
     assert code == 0
-    for name in ("compare_oc.csv", "compare_required_n.csv", "compare_differences.csv", "compare_power.png",
+    for name in ("compare_oc.csv", "compare_required_n.csv", "compare_differences.csv", "compare_resources.csv",
+                 "compare_power.png",
                  "report.html", "manifest.json"):
         assert (out / name).is_file(), name
     diffs = pd.read_csv(out / "compare_differences.csv")
