@@ -71,6 +71,7 @@ def trial(args: argparse.Namespace) -> int:
     manifest = {
         "command": "trial", "scenario_file": str(args.scenario), "overrides": args.overrides,
         "n": args.n, "seed": args.seed, "scenario": scenario.model_dump(), "versions": package_versions(),
+        "code_version": code_version(), "machine": machine(),
     }
     write_atomically(args.out, {
         "patients.csv": patients.to_csv(index=False, float_format="%.3f", lineterminator="\n"),
@@ -82,7 +83,7 @@ def trial(args: argparse.Namespace) -> int:
         "cumulative_incidence.png": incidence_figure(obs, a.landmark_months),
         "patient_flow.png": flow_figure(flow),
     })
-    months = (patients["enroll_day"].iloc[-1] / (365.25 / 12)) if len(patients) else 0.0
+    months = (patients["enroll_day"].iloc[-1] / DAYS_PER_MONTH) if len(patients) else 0.0
     print(f"Scenario {scenario.name!r}, {args.n} patients, seed {args.seed}; "
           f"accrual took {months:.1f} months\n")
     print(format_flow(flow))
