@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished chunks are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:

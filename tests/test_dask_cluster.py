@@ -90,7 +90,7 @@ def test_dask_backend_equals_local_run(cluster, tmp_path):
 
 def test_killing_a_worker_mid_run_still_gives_identical_results(cluster, tmp_path):
     address, workers = cluster
-    run = _sweep(tmp_path / "dask", "--reps", "300", "--backend", "dask", "--scheduler", address, wait=False)
+    run = _sweep(tmp_path / "dask", "--reps", "500", "--backend", "dask", "--scheduler", address, wait=False)
     chunks = tmp_path / "dask" / "chunks"
     deadline = time.monotonic() + 120
     while not list(chunks.glob("*.parquet")) and time.monotonic() < deadline and run.poll() is None:
@@ -100,7 +100,7 @@ def test_killing_a_worker_mid_run_still_gives_identical_results(cluster, tmp_pat
     workers[0].wait()
     stdout, stderr = run.communicate(timeout=300)
     assert run.returncode == 0, stderr
-    local = _sweep(tmp_path / "local", "--reps", "300", "--jobs", "2")
+    local = _sweep(tmp_path / "local", "--reps", "500", "--jobs", "2")
     assert local.returncode == 0, local.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "replicates.parquet"),
                                   pd.read_parquet(tmp_path / "dask" / "replicates.parquet"))
