@@ -126,7 +126,7 @@ def sweep(args: argparse.Namespace) -> int:
     started = time.time()
     try:
         with _progress(args.reps, args.quiet) as bar:
-            replicates = run_study(study, args.out, executor, args.chunk_size, progress=bar.update)
+            replicates = run_study(study, args.out, executor, args.chunk_size, progress=bar.update, models=models)
     finally:
         _close(executor)
     truths = true_values(scenario, models, args.seed)
@@ -188,21 +188,22 @@ def compare(args: argparse.Namespace) -> int:
     scenarios = named_scenarios(files, args.variant, args.overrides)
     if len(scenarios) < 2:
         raise InputError("compare needs at least two scenarios: repeat --scenario, or add --variant NAME:KEY=VALUE")
+    models = {}
     for name, scenario in scenarios.items():
         try:
-            arm_models(scenario)
+            models[name] = arm_models(scenario)
         except ScenarioError as exc:
             raise ScenarioError(f"scenario {name!r}: {exc}") from None
     ns = tuple(sorted({n for spec in args.n for n in spec}))
     started = time.time()
-    replicates = _run_scenarios(args, scenarios, ns)
+    replicates = _run_scenarios(args, scenarios, models, ns)
     analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
     targets = tuple(args.target_power)
-    oc, sizes = scenario_summaries(scenarios, replicates, args.seed, targets, analyses)
+    oc, sizes = scenario_summaries(scenarios, models, replicates, args.seed, targets, analyses)
     reference = next(iter(scenarios))
     diffs = paired_differences(replicates, reference)
     forecast_reps = min(args.reps, COMPARE_FORECAST_REPS)
-    resources = pd.concat([trial_totals(simulated_use(sc, max(ns), args.seed, forecast_reps, arm_models(sc)["design"]))
+    resources = pd.concat([trial_totals(simulated_use(sc, max(ns), args.seed, forecast_reps, models[name]["design"]))
                            .assign(scenario=name) for name, sc in scenarios.items()], ignore_index=True)
     finished = time.time()
     manifest = {
@@ -230,13 +231,14 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_scenarios(args: argparse.Namespace, scenarios: dict, ns: tuple[int, ...]) -> dict[str, pd.DataFrame]:
+def _run_scenarios(args: argparse.Namespace, scenarios: dict, models: dict, ns: tuple[int, ...]
+                   ) -> dict[str, pd.DataFrame]:
     from sim.whatif import run_scenarios
 
     executor = _executor(args)
     try:
         with _progress(args.reps * len(scenarios), args.quiet) as bar:
-            return run_scenarios(scenarios, ns, args.reps, args.seed, args.endpoints, args.out, executor,
+            return run_scenarios(scenarios, models, ns, args.reps, args.seed, args.endpoints, args.out, executor,
                                  args.chunk_size, progress=bar.update)
     finally:
         _close(executor)
@@ -274,6 +276,7 @@ def sensitivity(args: argparse.Namespace) -> int:
 
     base = load_scenario(args.scenario, args.overrides)
     scenarios = {"as given": base}
+    models = {"as given": _calibrated(args, arm_models, base)}
     labels = {}
     for spec in args.vary:
         key, values = sensitivity_values(spec)
@@ -281,16 +284,17 @@ def sensitivity(args: argparse.Namespace) -> int:
             item = f"{key}={value:.6g}"
             try:
                 scenario = load_scenario(args.scenario, [*args.overrides, item])
-                arm_models(scenario)
+                solved = arm_models(scenario)
             except ScenarioError as exc:
                 raise ScenarioError(f"--vary {spec}: at {item}: {exc}") from None
             name = item.replace("/", "_")
             scenarios[name] = scenario
+            models[name] = solved
             labels[name] = (key, float(value))
     ns = tuple(sorted({n for spec in args.n for n in spec}))
     started = time.time()
-    replicates = _run_scenarios(args, scenarios, ns)
-    oc, sizes = scenario_summaries(scenarios, replicates, args.seed, tuple(args.target_power), ("rfs",))
+    replicates = _run_scenarios(args, scenarios, models, ns)
+    oc, sizes = scenario_summaries(scenarios, models, replicates, args.seed, tuple(args.target_power), ("rfs",))
     at_n = max(ns)
     power = oc[(oc["analysis"] == "rfs") & (oc["n"] == at_n)].set_index("scenario")
     first_target = sizes[sizes["target_power"] == args.target_power[0]].set_index("scenario")

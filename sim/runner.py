@@ -244,10 +244,11 @@ class DaskExecutor:
 
 
 def run_study(study: Study, out: Path, executor: LocalExecutor | DaskExecutor, chunk_size: int = 50,
-              progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Run (or resume) every missing chunk, then return all replicate rows."""
+              progress: Callable[[int], None] | None = None,
+              models: dict[str, PostTransplantModel] | None = None) -> pd.DataFrame:
+    """Run (or resume) every missing chunk, then return all replicate rows (models: arm_models, if already solved)."""
     prepare_output(out, study)
-    models = arm_models(study.scenario)
+    models = arm_models(study.scenario) if models is None else models
     todo = chunk_ranges(study.reps, chunk_size, finished_chunks(out))
     if progress is not None:
         progress(study.reps - sum(stop - start for start, stop in todo))

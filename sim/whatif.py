@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim.calibrate import PostTransplantModel
 from sim.oc import operating_characteristics, required_n
-from sim.runner import DaskExecutor, LocalExecutor, Study, arm_models, run_study
+from sim.runner import DaskExecutor, LocalExecutor, Study, run_study
 from sim.scenario import InputError, Scenario, load_scenario
 from sim.truth import true_values
 
@@ -49,20 +50,23 @@ def named_scenarios(files: list[str], variants: list[str], overrides: list[str])
     return scenarios
 
 
-def run_scenarios(scenarios: dict[str, Scenario], ns: tuple[int, ...], reps: int, seed: int, endpoints: str,
-                  out: Path, executor: LocalExecutor | DaskExecutor, chunk_size: int,
+def run_scenarios(scenarios: dict[str, Scenario], models: dict[str, dict[str, PostTransplantModel]],
+                  ns: tuple[int, ...], reps: int, seed: int, endpoints: str, out: Path,
+                  executor: LocalExecutor | DaskExecutor, chunk_size: int,
                   progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
     """Each scenario's replicate rows (OUT/<name>/, resumable), all from the same seed."""
-    return {name: run_study(Study(scenario, ns, reps, seed, endpoints), out / name, executor, chunk_size, progress)
+    return {name: run_study(Study(scenario, ns, reps, seed, endpoints), out / name, executor, chunk_size, progress,
+                            models[name])
             for name, scenario in scenarios.items()}
 
 
-def scenario_summaries(scenarios: dict[str, Scenario], replicates: dict[str, pd.DataFrame], seed: int,
-                       targets: tuple[float, ...], analyses: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def scenario_summaries(scenarios: dict[str, Scenario], models: dict[str, dict[str, PostTransplantModel]],
+                       replicates: dict[str, pd.DataFrame], seed: int, targets: tuple[float, ...],
+                       analyses: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Operating characteristics (all analyses) and required n, one block per scenario."""
     ocs, sizes = [], []
     for name, scenario in scenarios.items():
-        truths = true_values(scenario, arm_models(scenario), seed, itt="itt" in analyses)
+        truths = true_values(scenario, models[name], seed, itt="itt" in analyses)
         oc = operating_characteristics(replicates[name], truths, analyses)
         ocs.append(oc.assign(scenario=name))
         sizes.append(required_n(oc, targets).assign(scenario=name))
