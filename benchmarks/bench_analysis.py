@@ -12,10 +12,10 @@ import statistics
 import time
 from pathlib import Path
 
-from sim.analysis import endpoints, primary_analysis
-from sim.calibrate import calibrate
-from sim.model import simulate_trial
-from sim.scenario import load_scenario
+from sim.analysis.endpoints import endpoints, primary_analysis
+from sim.model.pathway import simulate_trial
+from sim.scenario.calibrate import calibrate
+from sim.scenario.schema import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 

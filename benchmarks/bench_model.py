@@ -11,9 +11,9 @@ import statistics
 import time
 from pathlib import Path
 
-from sim.calibrate import calibrate
-from sim.model import simulate_trial
-from sim.scenario import load_scenario
+from sim.model.pathway import simulate_trial
+from sim.scenario.calibrate import calibrate
+from sim.scenario.schema import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -38,9 +38,9 @@ def naive_seconds_per_trial(samples: int = 60) -> float:
     """Seconds for one (n, replicate) done the straightforward way, averaged over the n grid."""
     from lifelines import KaplanMeierFitter
 
-    from sim.analysis import observe, time_to_first
-    from sim.model import simulate_trial
-    from sim.scenario import load_scenario
+    from sim.analysis.endpoints import observe, time_to_first
+    from sim.model.pathway import simulate_trial
+    from sim.scenario.schema import load_scenario
 
     scenario = load_scenario(ROOT / "scenarios" / "base.toml")
     start = time.perf_counter()

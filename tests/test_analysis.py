@@ -1,4 +1,4 @@
-"""Analysis of simulated trials (sim/analysis.py): data cutoff, invariance, coverage, size, edge cases.
+"""Analysis of simulated trials (sim/analysis/endpoints.py): data cutoff, invariance, coverage, size, edge cases.
 
 Analysing the first n patients of a long trial must equal analysing an n-patient trial with the same
 seed; the cutoff must follow the protocol rule ("landmark" or "calendar"). In a scenario where every
@@ -18,11 +18,11 @@ import pytest
 from scipy import stats
 from support import NO_PRE_TRANSPLANT_RISK
 
-from sim.analysis import cutoff_day, endpoints, itt_data, observe, primary_analysis, time_to_first
-from sim.calibrate import calibrate, null_twin, rfs
-from sim.model import EXIT_REASONS, simulate_trial
-from sim.patient_draws import CR, CRI
-from sim.scenario import load_scenario
+from sim.analysis.endpoints import cutoff_day, endpoints, itt_data, observe, primary_analysis, time_to_first
+from sim.model.draws import CR, CRI
+from sim.model.pathway import EXIT_REASONS, simulate_trial
+from sim.scenario.calibrate import calibrate, null_twin, rfs
+from sim.scenario.schema import load_scenario
 
 BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 DAYS_PER_MONTH = 365.25 / 12

@@ -1,4 +1,4 @@
-"""Numerical validation of sim/calibrate.py against closed forms and computations written here.
+"""Numerical validation of sim/scenario/calibrate.py against closed forms and computations written here.
 
 Every expected value is computed in this file from the scenario's inputs or from the calibrated
 hazards themselves (closed forms, an independent change-of-variables quadrature, or a numpy Monte
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize
 
-from sim import calibrate as cal
-from sim.scenario import DAYS_PER_MONTH, ScenarioError, load_scenario
+from sim.scenario import calibrate as cal
+from sim.scenario.schema import DAYS_PER_MONTH, ScenarioError, load_scenario
 
 BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 

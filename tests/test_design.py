@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from support import NO_PRE_TRANSPLANT_RISK
 
-from sim.calibrate import calibrate, rfs
-from sim.cli import main
-from sim.design import asymptotic_power, expected_accrual_months, normal_approx_transplanted, p_reach_hsct
-from sim.model import simulate_trial
-from sim.runner import Study, arm_models, simulate_chunk
-from sim.scenario import DAYS_PER_MONTH, load_scenario
+from sim.cli.parser import main
+from sim.model.pathway import simulate_trial
+from sim.scenario.calibrate import calibrate, rfs
+from sim.scenario.schema import DAYS_PER_MONTH, load_scenario
+from sim.study.design import asymptotic_power, expected_accrual_months, normal_approx_transplanted, p_reach_hsct
+from sim.study.runner import Study, arm_models, simulate_chunk
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 LIBRARY = ("base", "optimistic", "pessimistic", "slow_accrual", "donor_shortage", "ngs_mrd", "high_nrm",

@@ -1,4 +1,4 @@
-"""The fast numpy estimators of sim/estimators.py against independent implementations.
+"""The fast numpy estimators of sim/stats/estimators.py against independent implementations.
 
 Kaplan-Meier (estimate, Greenwood SE, log(-log) CI) against lifelines and statsmodels; Aalen-Johansen
 against statsmodels (ties, also across causes) and lifelines (untied data: lifelines jitters ties);
@@ -19,7 +19,7 @@ from scipy import stats
 from statsmodels.duration.survfunc import CumIncidenceRight, SurvfuncRight
 from statsmodels.stats.proportion import proportion_confint
 
-from sim.estimators import (
+from sim.stats.estimators import (
     aalen_johansen,
     binomial_test,
     clopper_pearson,

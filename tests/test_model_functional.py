@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from support import NO_PRE_TRANSPLANT_RISK
 
-from sim.model import EXIT_REASONS, simulate_trial
-from sim.scenario import load_scenario
-from sim.trial_data import event_log, patient_flow, patients_table
+from sim.analysis.datasets import event_log, patient_flow, patients_table
+from sim.model.pathway import EXIT_REASONS, simulate_trial
+from sim.scenario.schema import load_scenario
 
 BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 

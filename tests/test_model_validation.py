@@ -19,11 +19,11 @@ from lifelines import AalenJohansenFitter
 from scipy import stats
 from support import NO_PRE_TRANSPLANT_RISK as _NO_RISK
 
-from sim import calibrate as cal
-from sim.model import EXIT_REASONS, simulate_trial
-from sim.patient_draws import enrollment
-from sim.scenario import DAYS_PER_MONTH, load_scenario
-from sim.trial_data import patients_table
+from sim.analysis.datasets import patients_table
+from sim.model.draws import enrollment
+from sim.model.pathway import EXIT_REASONS, simulate_trial
+from sim.scenario import calibrate as cal
+from sim.scenario.schema import DAYS_PER_MONTH, load_scenario
 
 BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 N = 20_000

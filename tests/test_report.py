@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.cli import main
+from sim.cli.parser import main
 
 SECTIONS = ("Sizing study", "Power and type I error", "Required sample size", "Precision of the primary estimate",
             "Secondary endpoints", "Patient flow", "Example trial", "Resource and drug-supply forecast",
@@ -48,9 +48,9 @@ def test_report_command_rewrites_report_and_refuses_other_folders(sweep_folder, 
 
 
 def test_resource_forecast_totals_equal_sums_over_patient_histories(sweep_folder):
-    from sim.model import simulate_trial
-    from sim.resources import MEASURES, monthly_use, patient_resources
-    from sim.scenario import load_scenario
+    from sim.model.pathway import simulate_trial
+    from sim.scenario.schema import load_scenario
+    from sim.study.resources import MEASURES, monthly_use, patient_resources
 
     scenario = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "base.toml")
     history = simulate_trial(scenario, 80, seed=4)

@@ -29,11 +29,11 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from scipy import integrate, optimize
 
-from sim import cli
-from sim.model import simulate_trial
-from sim.scenario import Scenario, ScenarioError, load_scenario
-from sim.scenario_doc import scenario_reference
-from sim.trial_data import patients_table
+from sim.analysis.datasets import patients_table
+from sim.cli import parser as cli
+from sim.model.pathway import simulate_trial
+from sim.scenario.reference import scenario_reference
+from sim.scenario.schema import Scenario, ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "scenarios" / "base.toml"
@@ -132,7 +132,7 @@ def set_args(changes: dict[str, Any]) -> list[str]:
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Exit status, stdout and stderr of one `sim.cli.main` call."""
+    """Exit status, stdout and stderr of one `sim.cli.parser.main` call."""
     capsys.readouterr()
     status = cli.main(argv)
     out, err = capsys.readouterr()

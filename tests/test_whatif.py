@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.cli import main
-from sim.runner import Study, arm_models, simulate_chunk
-from sim.scenario import InputError, load_scenario
-from sim.whatif import paired_differences, parse_variant, sensitivity_values
+from sim.cli.parser import main
+from sim.scenario.schema import InputError, load_scenario
+from sim.study.runner import Study, arm_models, simulate_chunk
+from sim.study.whatif import paired_differences, parse_variant, sensitivity_values
 
 BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.calibrate import PostTransplantModel, mrd_negative_before_hsct, true_endpoints
-from sim.model import TRANSPLANTED, hsct_group, simulate_trial
-from sim.post_transplant import post_transplant_history
-from sim.scenario import DAYS_PER_MONTH, Scenario
+from sim.model.pathway import TRANSPLANTED, hsct_group, simulate_trial
+from sim.model.post_transplant import post_transplant_history
+from sim.scenario.calibrate import PostTransplantModel, mrd_negative_before_hsct, true_endpoints
+from sim.scenario.schema import DAYS_PER_MONTH, Scenario
 
 ITT_TRUTH_PATIENTS = 200_000
 ITT_TRUTH_REPLICATE = 2**31 - 1  # a replicate index no study uses

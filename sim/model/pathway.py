@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from sim.calibrate import PostTransplantModel, calibrate
-from sim.patient_draws import CRI, CYCLE_DEATH, CYCLE_OK, EARLY_DEATH, NO_DONOR, REFRACTORY, PatientDraws, draw_patients
-from sim.post_transplant import post_transplant_history
-from sim.scenario import Scenario
+from sim.model.draws import CRI, CYCLE_DEATH, CYCLE_OK, EARLY_DEATH, NO_DONOR, REFRACTORY, PatientDraws, draw_patients
+from sim.model.post_transplant import post_transplant_history
+from sim.scenario.calibrate import PostTransplantModel, calibrate
+from sim.scenario.schema import Scenario
 
 EXIT_REASONS = (
     "transplanted", "induction_death", "early_death", "refractory", "cri_not_consolidated",

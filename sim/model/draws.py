@@ -1,6 +1,6 @@
 """What each virtual patient would meet at each stage, drawn up front, one random stream per quantity.
 
-The SimPy model (model.py) walks patients through the pathway in calendar time and consults these
+The SimPy model (pathway.py) walks patients through the pathway in calendar time and consults these
 draws at each decision point. Drawing them here, vectorised and in enrollment order, is what makes a
 patient's history independent of later patients and gives common random numbers across scenarios:
 every outcome is an inverse-CDF transform of its own uniform, so changing a probability moves only
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from sim.scenario import DAYS_PER_MONTH, Accrual, Cycle, Scenario
-from sim.streams import stream, uniforms
+from sim.model.streams import stream, uniforms
+from sim.scenario.schema import DAYS_PER_MONTH, Accrual, Cycle, Scenario
 
 # Response codes (index into RESPONSES).
 RESPONSES = ("CR", "CRi", "refractory", "early_death")

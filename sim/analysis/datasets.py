@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.calibrate import DONOR_TYPES
-from sim.model import (
+from sim.model.draws import CR, CRI, NO_DONOR, RESPONSES
+from sim.model.pathway import (
     BLINA_DEATH,
     CONSOL_DEATH,
     CONSOL_RELAPSE,
@@ -25,7 +25,7 @@ from sim.model import (
     TRANSPLANTED,
     TrialHistory,
 )
-from sim.patient_draws import CR, CRI, NO_DONOR, RESPONSES
+from sim.scenario.calibrate import DONOR_TYPES
 
 # Event-log entries: (event name, column of patients_table holding its day); order breaks same-day ties.
 EVENT_COLUMNS = (

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import integrate, optimize
 
-from sim.scenario import DAYS_PER_MONTH, Scenario, ScenarioError
+from sim.scenario.schema import DAYS_PER_MONTH, Scenario, ScenarioError
 
 DONOR_TYPES = ("haplo", "sibling", "unrelated")
 AGVHD_WINDOW_DAYS = 100.0

@@ -16,9 +16,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.oc import required_n_text
-from sim.provenance import code_version, iso_time, machine, package_versions, write_atomically, write_parquet_atomically
-from sim.scenario import DAYS_PER_MONTH, InputError, ScenarioError, load_scenario, scenario_files
+from sim.scenario.schema import DAYS_PER_MONTH, InputError, ScenarioError, load_scenario, scenario_files
+from sim.study.oc import required_n_text
+from sim.study.provenance import (
+    code_version,
+    iso_time,
+    machine,
+    package_versions,
+    write_atomically,
+    write_parquet_atomically,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +35,7 @@ DEFAULT_SCENARIO = "scenarios/base.toml"
 
 
 def _executor(args: argparse.Namespace):
-    from sim.runner import DaskExecutor, LocalExecutor
+    from sim.study.runner import DaskExecutor, LocalExecutor
 
     if args.backend == "dask" and not args.scheduler:
         raise InputError("--backend dask needs --scheduler tcp://HOST:PORT")
@@ -54,11 +61,11 @@ def _calibrated(args: argparse.Namespace, solve, scenario):
 def trial(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from sim.analysis import endpoints, observe
-    from sim.calibrate import calibrate
-    from sim.figures import flow_figure, incidence_figure, survival_figure
-    from sim.model import simulate_trial
-    from sim.trial_data import event_log, format_flow, patient_flow, patients_table
+    from sim.analysis.datasets import event_log, format_flow, patient_flow, patients_table
+    from sim.analysis.endpoints import endpoints, observe
+    from sim.model.pathway import simulate_trial
+    from sim.report.figures import flow_figure, incidence_figure, survival_figure
+    from sim.scenario.calibrate import calibrate
 
     scenario = load_scenario(args.scenario, args.overrides)
     post_model = _calibrated(args, calibrate, scenario)
@@ -110,13 +117,13 @@ def format_endpoints(results: pd.DataFrame) -> str:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from sim.analysis import SECONDARY
-    from sim.figures import power_figure
-    from sim.oc import non_monotone_power, operating_characteristics, required_n
-    from sim.report import write_report
-    from sim.resources import forecast, simulated_use, trial_totals
-    from sim.runner import Study, arm_models, run_study
-    from sim.truth import true_values
+    from sim.analysis.endpoints import SECONDARY
+    from sim.report.figures import power_figure
+    from sim.report.html import write_report
+    from sim.study.oc import non_monotone_power, operating_characteristics, required_n
+    from sim.study.resources import forecast, simulated_use, trial_totals
+    from sim.study.runner import Study, arm_models, run_study
+    from sim.study.truth import true_values
 
     scenario = load_scenario(args.scenario, args.overrides)
     models = _calibrated(args, arm_models, scenario)
@@ -177,12 +184,12 @@ COMPARE_FORECAST_REPS = 100  # trials per scenario behind the comparison's resou
 def compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from sim.analysis import SECONDARY
-    from sim.figures import compare_figure
-    from sim.report import write_compare_report
-    from sim.resources import simulated_use, trial_totals
-    from sim.runner import arm_models
-    from sim.whatif import named_scenarios, paired_differences, scenario_summaries
+    from sim.analysis.endpoints import SECONDARY
+    from sim.report.figures import compare_figure
+    from sim.report.html import write_compare_report
+    from sim.study.resources import simulated_use, trial_totals
+    from sim.study.runner import arm_models
+    from sim.study.whatif import named_scenarios, paired_differences, scenario_summaries
 
     files = args.scenario or [DEFAULT_SCENARIO]
     scenarios = named_scenarios(files, args.variant, args.overrides)
@@ -233,7 +240,7 @@ def compare(args: argparse.Namespace) -> int:
 
 def _run_scenarios(args: argparse.Namespace, scenarios: dict, models: dict, ns: tuple[int, ...]
                    ) -> dict[str, pd.DataFrame]:
-    from sim.whatif import run_scenarios
+    from sim.study.whatif import run_scenarios
 
     executor = _executor(args)
     try:
@@ -270,9 +277,9 @@ def format_comparison(oc: pd.DataFrame, sizes: pd.DataFrame, diffs: pd.DataFrame
 def sensitivity(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from sim.figures import tornado_figure
-    from sim.runner import arm_models
-    from sim.whatif import scenario_summaries, sensitivity_values, tornado_table
+    from sim.report.figures import tornado_figure
+    from sim.study.runner import arm_models
+    from sim.study.whatif import scenario_summaries, sensitivity_values, tornado_table
 
     base = load_scenario(args.scenario, args.overrides)
     scenarios = {"as given": base}
@@ -367,8 +374,8 @@ def _progress(total: int, quiet: bool):
 
 
 def describe(args: argparse.Namespace) -> int:
-    from sim.calibrate import calibrate, true_endpoints
-    from sim.design import (
+    from sim.scenario.calibrate import calibrate, true_endpoints
+    from sim.study.design import (
         expected_accrual_months,
         normal_approx_transplanted,
         p_reach_hsct,
@@ -411,7 +418,7 @@ def describe(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from sim.report import write_report
+    from sim.report.html import write_report
 
     missing = [name for name in ("manifest.json", "oc.csv", "required_n.csv") if not (args.out / name).is_file()]
     if missing:
@@ -421,7 +428,7 @@ def report(args: argparse.Namespace) -> int:
 
 
 def docs(args: argparse.Namespace) -> int:
-    from sim.scenario_doc import scenario_reference
+    from sim.scenario.reference import scenario_reference
 
     write_atomically(args.out.parent, {args.out.name: scenario_reference()})
     print(f"Wrote {args.out}")

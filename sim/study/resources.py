@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.calibrate import PostTransplantModel
-from sim.model import TrialHistory, simulate_trial
-from sim.scenario import DAYS_PER_MONTH, Scenario
-from sim.trial_data import patients_table
+from sim.analysis.datasets import patients_table
+from sim.model.pathway import TrialHistory, simulate_trial
+from sim.scenario.calibrate import PostTransplantModel
+from sim.scenario.schema import DAYS_PER_MONTH, Scenario
 
 MEASURES = ("blinatumomab_vials", "blinatumomab_bags", "blinatumomab_mg", "bed_days_vip", "bed_days_blinatumomab",
             "bed_days_transplant", "transplant_admissions", "transplant_beds_occupied", "mrd_assays")

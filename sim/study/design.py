@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from sim.calibrate import PostTransplantModel, mrd_negative_before_hsct, null_twin, rfs
-from sim.patient_draws import _inverse_cumulative_intensity
-from sim.scenario import DAYS_PER_MONTH, Scenario
+from sim.model.draws import _inverse_cumulative_intensity
+from sim.scenario.calibrate import PostTransplantModel, mrd_negative_before_hsct, null_twin, rfs
+from sim.scenario.schema import DAYS_PER_MONTH, Scenario
 
 
 def stage_probabilities(scenario: Scenario) -> list[tuple[str, float]]:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.calibrate import PostTransplantModel
-from sim.oc import operating_characteristics, required_n
-from sim.runner import DaskExecutor, LocalExecutor, Study, run_study
-from sim.scenario import InputError, Scenario, load_scenario
-from sim.truth import true_values
+from sim.scenario.calibrate import PostTransplantModel
+from sim.scenario.schema import InputError, Scenario, load_scenario
+from sim.study.oc import operating_characteristics, required_n
+from sim.study.runner import DaskExecutor, LocalExecutor, Study, run_study
+from sim.study.truth import true_values
 
 SUMMARY_COLUMNS = ("power", "power_mcse", "type1", "type1_mcse", "true", "mean", "bias", "coverage",
                    "halfwidth_mean", "p_not_evaluable", "transplanted_mean", "evaluable_mean", "duration_months_mean")

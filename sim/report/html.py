@@ -16,12 +16,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.analysis import SECONDARY, observe
-from sim.figures import flow_figure, incidence_figure, power_figure, precision_figure, resources_figure, survival_figure
-from sim.model import simulate_trial
-from sim.oc import required_n_text
-from sim.scenario import Scenario
-from sim.trial_data import patient_flow
+from sim.analysis.datasets import patient_flow
+from sim.analysis.endpoints import SECONDARY, observe
+from sim.model.pathway import simulate_trial
+from sim.report.figures import (
+    flow_figure,
+    incidence_figure,
+    power_figure,
+    precision_figure,
+    resources_figure,
+    survival_figure,
+)
+from sim.scenario.schema import Scenario
+from sim.study.oc import required_n_text
 
 STYLE = """
 body { font-family: Helvetica, Arial, sans-serif; max-width: 1050px; margin: 2em auto; color: #222; line-height: 1.45;

@@ -15,8 +15,11 @@ from functools import cached_property
 
 import numpy as np
 
-from sim.calibrate import AGVHD_WINDOW_DAYS
-from sim.estimators import (
+from sim.model.draws import CR, CRI
+from sim.model.pathway import BLINA_DEATH, INDUCTION_DEATH, TRANSPLANTED, TrialHistory
+from sim.scenario.calibrate import AGVHD_WINDOW_DAYS
+from sim.scenario.schema import DAYS_PER_MONTH
+from sim.stats.estimators import (
     Estimate,
     TestResult,
     aalen_johansen,
@@ -25,9 +28,6 @@ from sim.estimators import (
     landmark_test,
     reverse_km_median,
 )
-from sim.model import BLINA_DEATH, INDUCTION_DEATH, TRANSPLANTED, TrialHistory
-from sim.patient_draws import CR, CRI
-from sim.scenario import DAYS_PER_MONTH
 
 INF = np.inf
 CUTOFF_MARGIN_DAYS = 1e-6

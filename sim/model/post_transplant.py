@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.calibrate import AGVHD_WINDOW_DAYS, PostTransplantModel
+from sim.scenario.calibrate import AGVHD_WINDOW_DAYS, PostTransplantModel
 
 POST_EVENTS = ("relapse_day", "nrm_day", "death_day", "agvhd_day", "agvhd_grade34", "cgvhd_day",
                "cgvhd_systemic", "ltfu_day")

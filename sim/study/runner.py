@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.analysis import itt_analysis, observe, primary_analysis, secondary_estimates
-from sim.calibrate import PostTransplantModel, calibrate, null_twin
-from sim.model import TrialHistory, hsct_group, simulate_trial
-from sim.post_transplant import post_transplant_history
-from sim.scenario import DAYS_PER_MONTH, InputError, Scenario
+from sim.analysis.endpoints import itt_analysis, observe, primary_analysis, secondary_estimates
+from sim.model.pathway import TrialHistory, hsct_group, simulate_trial
+from sim.model.post_transplant import post_transplant_history
+from sim.scenario.calibrate import PostTransplantModel, calibrate, null_twin
+from sim.scenario.schema import DAYS_PER_MONTH, InputError, Scenario
 
 ARMS = ("design", "null")
 

@@ -59,7 +59,7 @@ def package_versions() -> dict[str, str]:
 
 def code_version() -> str:
     """Git commit of the code (with '+dirty' for uncommitted changes), or the package version."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=5).stdout.strip()

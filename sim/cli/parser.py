@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim import commands
-from sim.commands import DEFAULT_SCENARIO
-from sim.scenario import InputError
+from sim.cli import commands
+from sim.cli.commands import DEFAULT_SCENARIO
+from sim.scenario.schema import InputError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -258,7 +258,7 @@ class PostTransplant(_Section):
     """After HSCT: relapse and NRM (competing), GVHD, death after relapse, loss to follow-up.
 
     Incidences describe the transplanted population as a whole; hazard ratios move risk between
-    subgroups without changing those population totals (calibrate.py solves for the hazards).
+    subgroups without changing those population totals (scenario/calibrate.py solves for the hazards).
     """
 
     incidence_landmark_months: float = _positive("Time at which the incidences below are given", "months")

@@ -17,9 +17,9 @@ import pandas as pd  # noqa: E402
 from lifelines import KaplanMeierFitter  # noqa: E402
 from lifelines.plotting import add_at_risk_counts  # noqa: E402
 
-from sim.analysis import Observed, competing, time_to_first  # noqa: E402
-from sim.estimators import cumulative_incidence_curve  # noqa: E402
-from sim.scenario import DAYS_PER_MONTH  # noqa: E402
+from sim.analysis.endpoints import Observed, competing, time_to_first  # noqa: E402
+from sim.scenario.schema import DAYS_PER_MONTH  # noqa: E402
+from sim.stats.estimators import cumulative_incidence_curve  # noqa: E402
 
 
 def survival_figure(obs: Observed, landmark_months: float, p0: float) -> bytes:

@@ -1,0 +1,1 @@
+"""From latent histories to what a trial reports: data cutoff, observed data, endpoints, datasets."""

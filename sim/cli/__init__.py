@@ -1,0 +1,1 @@
+"""The command line: argument parser (parser.py) and the commands behind it (commands.py)."""

@@ -1,0 +1,1 @@
+"""Pure statistics: estimators and tests at a landmark (no scenario, no simulation)."""

@@ -1,0 +1,1 @@
+"""Studies of many virtual trials: replicates and executors, truths, operating characteristics, what-ifs."""
