@@ -12,8 +12,9 @@ from support import NO_PRE_TRANSPLANT_RISK
 from sim.cli.parser import main
 from sim.scenario.schema import InputError, load_scenario
 from sim.stats.estimators import wald_test
+from sim.study.executors import LocalExecutor
 from sim.study.oc import operating_characteristics, required_n
-from sim.study.runner import LocalExecutor, Study, arm_models, chunk_ranges, finished_chunks, run_study, simulate_chunk
+from sim.study.runner import Study, arm_models, chunk_ranges, finished_chunks, run_study, simulate_chunk
 
 BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 

@@ -35,7 +35,7 @@ DEFAULT_SCENARIO = "scenarios/base.toml"
 
 
 def _executor(args: argparse.Namespace):
-    from sim.study.runner import DaskExecutor, LocalExecutor
+    from sim.study.executors import DaskExecutor, LocalExecutor
 
     if args.backend == "dask" and not args.scheduler:
         raise InputError("--backend dask needs --scheduler tcp://HOST:PORT")

@@ -17,7 +17,7 @@ import pandas as pd
 from sim.scenario.calibrate import PostTransplantModel
 from sim.scenario.schema import InputError, Scenario, load_scenario
 from sim.study.oc import operating_characteristics, required_n
-from sim.study.runner import DaskExecutor, LocalExecutor, Study, run_study
+from sim.study.runner import Executor, Study, run_study
 from sim.study.truth import true_values
 
 SUMMARY_COLUMNS = ("power", "power_mcse", "type1", "type1_mcse", "true", "mean", "bias", "coverage",
@@ -52,7 +52,7 @@ def named_scenarios(files: list[str], variants: list[str], overrides: list[str])
 
 def run_scenarios(scenarios: dict[str, Scenario], models: dict[str, dict[str, PostTransplantModel]],
                   ns: tuple[int, ...], reps: int, seed: int, endpoints: str, out: Path,
-                  executor: LocalExecutor | DaskExecutor, chunk_size: int,
+                  executor: Executor, chunk_size: int,
                   progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
     """Each scenario's replicate rows (OUT/<name>/, resumable), all from the same seed."""
     return {name: run_study(Study(scenario, ns, reps, seed, endpoints), out / name, executor, chunk_size, progress,
