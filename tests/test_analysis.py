@@ -235,6 +235,45 @@ def test_min_transplanted_threshold(base):
     assert above.n_transplanted == m
 
 
+def test_fewer_than_min_transplanted_counts_events_by_the_landmark(base):
+    """Regression: the not-evaluable primary row counted every RFS event over follow-up, not those by 18 months."""
+    h = simulate_trial(base, 60, SEED)
+    evaluable = primary_analysis(h)
+    assert evaluable.estimate.events < int(np.count_nonzero(time_to_first(observe(h), observe(h).relapse,
+                                                                          observe(h).death)[1]))
+    too_few = primary_analysis(dataclasses.replace(h, scenario=base.with_updates({"analysis.min_transplanted": 1000})))
+    assert np.isnan(too_few.estimate.estimate) and too_few.estimate.events == evaluable.estimate.events
+
+
+def test_post_transplant_secondaries_need_min_transplanted(base):
+    """Regression: secondary endpoints were estimated from one or two transplanted patients."""
+    s = base.with_updates({"analysis.min_transplanted": 10})
+    h = simulate_trial(s, 9, SEED)
+    assert 0 < primary_analysis(h).n_transplanted < 10
+    rows = {r["endpoint"]: r for r in endpoints(h)}
+    post = [r for name, r in rows.items() if ("after HSCT" in name or "GVHD" in name) and np.isfinite(r["n"])]
+    assert len(post) == 8
+    for r in post:
+        assert np.isnan(r["estimate"]) and "analysis.min_transplanted" in r["not_evaluable_reason"], r
+    assert np.isfinite(rows[next(k for k in rows if k.startswith("CRc"))]["estimate"])
+
+
+def test_a_test_never_rejects_when_its_estimate_is_not_evaluable(base):
+    """Regression: with the one-sample log-rank test and a calendar cutoff before anyone reached 18 months
+    after HSCT, the primary estimate was 'not evaluable' and the test still rejected H0 (42 of 199 trials).
+    """
+    s = base.with_updates({"analysis.test": "logrank", "analysis.cutoff": "calendar",
+                           "analysis.calendar_cutoff_months": 18.0})
+    not_evaluable = 0
+    for seed in range(40):
+        h = simulate_trial(s, 80, seed)
+        result = primary_analysis(h)
+        if not result.estimate.evaluable:
+            not_evaluable += 1
+            assert not result.test.reject and result.test.reason, seed
+    assert not_evaluable == 40      # nobody can be 18 months past HSCT 18 months after the first enrollment
+
+
 # --------------------------------------------------------------------------- endpoints
 
 

@@ -155,7 +155,7 @@ def test_km_greenwood_se_matches_statsmodels_and_lifelines(km_datasets):
 def test_km_loglog_ci_matches_lifelines(km_datasets, alpha):
     for i, (time, event) in enumerate(km_datasets):
         est, _ = km_landmark(time, event, T, alpha=alpha)
-        if est.estimate == 0.0:      # lifelines fills its nan interval at S = 0 with 1
+        if est.estimate in (0.0, 1.0):   # the small-sample boundary rule, tested below
             continue
         ci = KaplanMeierFitter(alpha=alpha).fit(time, event).confidence_interval_
         row = ci[ci.index <= T].iloc[-1]
@@ -263,7 +263,9 @@ def test_aalen_johansen_causes_and_survival_add_up(untied_competing):
 def test_aalen_johansen_without_events_is_zero():
     time = np.array([1.0, 3.0, 5.0, 12.0, 20.0])
     est = aalen_johansen(time, np.zeros(5, dtype=int), 1, T)
-    assert (est.estimate, est.se, est.lower, est.upper, est.events) == (0.0, 0.0, 0.0, 0.0, 0)
+    assert (est.estimate, est.se, est.lower, est.events) == (0.0, 0.0, 0.0, 0)
+    # Boundary rule: Clopper-Pearson upper limit for 0 events in n_eff = 1/12 + 3/12 + 5/12 + 1 + 1 patients.
+    assert est.upper == pytest.approx(1.0 - stats.beta.ppf(0.025, 1.0 / 12 + 3.0 / 12 + 5.0 / 12 + 2.0, 1.0), abs=TOL)
     assert est.evaluable
     # Only competing events: the incidence of cause 1 is still 0.
     est = aalen_johansen(time, np.array([2, 0, 2, 0, 0]), 1, T)
@@ -412,33 +414,60 @@ def test_everyone_censored_before_landmark():
 
 
 def test_survival_zero_at_landmark():
-    """Everyone has an event before t: S = 0, a degenerate interval, and no Wald rejection.
+    """Everyone has an event before t: S = 0, the Clopper-Pearson interval for 0 of 5, and no Wald rejection.
 
-    The Wald statistic has zero variance there: a result, never an exception; either undefined (NaN with
-    a reason) or -infinity with p = 1.
+    The Wald statistic has zero variance there: a result, never an exception; p = 1 with a reason.
     """
     time, event = np.array([1.0, 2.0, 2.0, 5.0, 11.0]), np.ones(5, dtype=bool)
     est, greenwood = km_landmark(time, event, T)
-    assert (est.estimate, est.se, est.lower, est.upper) == (0.0, 0.0, 0.0, 0.0) and est.evaluable
+    assert (est.estimate, est.se, est.lower) == (0.0, 0.0, 0.0) and est.evaluable
+    assert est.upper == pytest.approx(proportion_confint(0, 5, alpha=0.05, method="beta")[1], abs=TOL)
     for scale in WALD:
-        result = wald_test(est.estimate, greenwood, 0.55, 0.05, scale)
-        assert not result.reject, scale
-        assert result.reason or (result.statistic == -np.inf and result.p_value == 1.0), (scale, result)
+        result = landmark_test(time, event, T, 0.55, 0.05, scale)
+        assert not result.reject and result.p_value == 1.0 and result.reason, (scale, result)
     assert not binomial_test(time, event, T, 0.55, 0.05).reject
 
 
-def test_survival_one_at_landmark():
-    """No events by t: S = 1 with a degenerate interval; every Wald scale rejects (z = +infinity, p = 0).
+def test_survival_one_at_landmark_without_censoring_is_the_exact_binomial():
+    """No events by t, everyone followed to t: interval and test are exact binomial for K = n.
 
-    Regression: wald_test used to call the statistic undefined and not reject, so K = n survivors did not
-    reject H0 although K = n - 1 did.
+    Regression: S = 1 used to give the zero-width interval 1.0 (1.0-1.0) and z = +infinity, p = 0,
+    rejected, even with 5 patients, where the exact p-value is 0.55^5 = 0.0503.
     """
-    time, event = np.array([12.0, 13.0, 15.0, 20.0, 30.0]), np.array([False, True, False, True, False])
-    est, greenwood = km_landmark(time, event, T)
-    assert (est.estimate, est.se, est.lower, est.upper, est.events) == (1.0, 0.0, 1.0, 1.0, 0)
-    for scale in WALD:
-        result = wald_test(est.estimate, greenwood, 0.55, 0.05, scale)
-        assert result.reject and (result.statistic, result.p_value) == (np.inf, 0.0), (scale, result)
+    for n, p0 in ((5, 0.55), (6, 0.55), (1, 0.3), (40, 0.7)):
+        time, event = np.linspace(T, 3 * T, n), np.zeros(n, dtype=bool)
+        est, _ = km_landmark(time, event, T)
+        assert (est.estimate, est.se, est.events) == (1.0, 0.0, 0)
+        assert (est.lower, est.upper) == pytest.approx(proportion_confint(n, n, alpha=0.05, method="beta"), abs=TOL)
+        exact = stats.binomtest(n, n, p0, alternative="greater").pvalue
+        for scale in WALD:
+            result = landmark_test(time, event, T, p0, 0.05, scale)
+            assert result.p_value == pytest.approx(exact, rel=1e-12), (n, scale)
+            assert result.reject == (exact <= 0.05) and np.isfinite(result.statistic), (n, scale, result)
+            assert result.statistic == pytest.approx(stats.norm.isf(exact), rel=1e-9)
+
+
+def test_survival_one_at_landmark_with_censoring_uses_follow_up_as_information():
+    """Censored before t and no event: the exponential-null probability of no event given the follow-up."""
+    time, event = np.array([3.0, 6.0, 12.0, 13.0, 15.0, 20.0, 30.0]), np.array([0, 0, 0, 1, 0, 1, 0], dtype=bool)
+    n_eff = 3.0 / 12 + 6.0 / 12 + 5
+    est, _ = km_landmark(time, event, T)
+    assert est.estimate == 1.0
+    assert est.lower == pytest.approx(stats.beta.ppf(0.025, n_eff, 1.0), abs=TOL) and est.upper == 1.0
+    expected_events = -np.log(0.55) * n_eff       # the one-sample log-rank's E at p0
+    result = landmark_test(time, event, T, 0.55, 0.05, "cloglog")
+    assert result.p_value == pytest.approx(stats.poisson.pmf(0, expected_events), rel=1e-12)
+    assert result.reject
+
+
+def test_boundary_rule_keeps_wald_decisions_monotone_in_survivors():
+    """Without censoring, K = n rejects whenever K = n - 1 does, for every n up to 200 and every scale."""
+    for p0, alpha in ((0.55, 0.05), (0.3, 0.025), (0.8, 0.1)):
+        for n in range(2, 201):
+            for scale in WALD:
+                below = wald_test((n - 1) / n, 1.0 / (n * (n - 1)), p0, alpha, scale)
+                at_n = wald_test(1.0, 0.0, p0, alpha, scale, n_eff=float(n))
+                assert at_n.reject or not below.reject, (p0, n, scale)
 
 
 def test_wald_unknown_scale_raises():

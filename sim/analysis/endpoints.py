@@ -148,14 +148,34 @@ def primary_analysis(history: TrialHistory, n: int | None = None, obs: Observed 
     time, event = time_to_first(obs, obs.relapse, obs.death)
     n_evaluable = int(np.count_nonzero((event & (time <= landmark)) | (time >= landmark)))
     duration = (obs.cutoff_day - obs.first_enroll_day) / DAYS_PER_MONTH
-    if obs.hsct.size < a.min_transplanted:
-        reason = f"{obs.hsct.size} transplanted, fewer than analysis.min_transplanted = {a.min_transplanted}"
-        empty = Estimate(np.nan, np.nan, np.nan, np.nan, int(obs.hsct.size), int(event.sum()), reason)
+    reason = _too_few_transplanted(obs)
+    if reason:
+        events = int(np.count_nonzero(event & (time <= landmark)))
+        empty = Estimate(np.nan, np.nan, np.nan, np.nan, int(obs.hsct.size), events, reason)
         return PrimaryResult(empty, TestResult(np.nan, np.nan, False, reason), int(obs.hsct.size), n_evaluable,
                              obs.cutoff_day, duration)
     km = km_landmark(time, event, landmark)
-    test = landmark_test(time, event, landmark, a.p0, a.alpha, a.test, km=km)
+    test = tested_if_evaluable(km, lambda: landmark_test(time, event, landmark, a.p0, a.alpha, a.test, km=km))
     return PrimaryResult(km[0], test, int(obs.hsct.size), n_evaluable, obs.cutoff_day, duration)
+
+
+def _too_few_transplanted(obs: Observed) -> str:
+    """Why post-HSCT endpoints are not analysed (fewer than analysis.min_transplanted), or ''."""
+    minimum = obs.history.scenario.analysis.min_transplanted
+    if obs.hsct.size < minimum:
+        return f"{obs.hsct.size} transplanted, fewer than analysis.min_transplanted = {minimum}"
+    return ""
+
+
+def tested_if_evaluable(km: tuple[Estimate, float], run_test) -> TestResult:
+    """The test's result, or 'not rejected' when the landmark estimate itself is not evaluable.
+
+    A trial whose endpoint cannot be estimated makes no efficacy claim, whatever a test that does not
+    need the estimate (the one-sample log-rank) would say.
+    """
+    if not km[0].evaluable:
+        return TestResult(np.nan, np.nan, False, km[0].reason)
+    return run_test()
 
 
 def itt_data(history: TrialHistory, n: int | None = None, obs: Observed | None = None
@@ -185,7 +205,8 @@ def itt_analysis(history: TrialHistory, n: int | None = None, obs: Observed | No
     time, event = itt_data(history, n, obs)
     landmark = a.landmark_months * DAYS_PER_MONTH
     km = km_landmark(time, event, landmark)
-    return km[0], landmark_test(time, event, landmark, a.itt_p0, a.alpha, a.test, km=km)
+    return km[0], tested_if_evaluable(km, lambda: landmark_test(time, event, landmark, a.itt_p0, a.alpha, a.test,
+                                                                km=km))
 
 
 # Secondary endpoints: key -> (label, method). "{lm}" is the landmark, e.g. "18-month".
@@ -213,6 +234,10 @@ def secondary_estimates(history: TrialHistory, n: int | None = None, obs: Observ
     obs = observe(history, n) if obs is None else obs
     landmark = history.scenario.analysis.landmark_months * DAYS_PER_MONTH
     out = _response_estimates(history, obs)
+    too_few = _too_few_transplanted(obs)
+    if too_few:
+        return out | {key: Estimate(np.nan, np.nan, np.nan, np.nan, int(obs.hsct.size), 0, too_few)
+                      for key in SECONDARY if key not in out}
     os_time, os_event = time_to_first(obs, obs.death)
     out["os"] = km_landmark(os_time, os_event, landmark)[0]
     t, cause = competing(obs, obs.relapse, obs.death)

@@ -6,6 +6,15 @@ cumulative incidence with the Greenwood-type (Collett / SAS) variance; Clopper-P
 median follow-up by reverse Kaplan-Meier. Conventions follow lifelines so tests can compare to it:
 an event at exactly t counts by t; a censoring tied with an event is still at risk for that event.
 Results are plain floats; an estimate that cannot be made is NaN with a reason, never an exception.
+
+Small samples at the boundary (an estimate of exactly 0 or 1, where Greenwood's variance is 0) use
+one rule throughout: the data are read as a binomial sample of n_eff = sum_i w_i patients, where a
+patient with an event by t (or, for a cumulative incidence, any event by t) counts 1 and everyone
+else min(follow-up, t) / t (`landmark_information`). Intervals at 0 and 1 are then Clopper-Pearson
+for 0 or n_eff successes, (alpha/2)^(1/n_eff), so they never collapse to a point; a Wald test at
+S = 1 uses the exact probability of no event by t under H0, p0^n_eff (the exact binomial p-value
+p0^n when nobody is censored before t, and the one-sample exponential-null probability of no event
+given each patient's follow-up otherwise). At S = 0 no survivor is evidence against H0: p = 1.
 """
 
 from __future__ import annotations
@@ -75,8 +84,26 @@ def km_landmark(time: np.ndarray, event: np.ndarray, t: float, alpha: float = 0.
     if time.max() < t and s > 0:
         return Estimate(np.nan, np.nan, np.nan, np.nan, n, events, "nobody followed to the landmark"), greenwood
     se = s * math.sqrt(greenwood) if s > 0 else 0.0
-    lower, upper = _loglog_interval(s, greenwood, alpha)
+    if 0.0 < s < 1.0:
+        lower, upper = _loglog_interval(s, greenwood, alpha)
+    else:
+        lower, upper = _boundary_interval(s, landmark_information(time, event, t), alpha)
     return Estimate(s, se, lower, upper, n, events), greenwood
+
+
+def landmark_information(time: np.ndarray, failed: np.ndarray, t: float) -> float:
+    """Effective number of patients observed to t: 1 for a failure by t, min(follow-up, t) / t otherwise."""
+    time = np.asarray(time, dtype=float)
+    by_t = np.asarray(failed, dtype=bool) & (time <= t)
+    return float(np.where(by_t, 1.0, np.minimum(time, t) / t).sum())
+
+
+def _boundary_interval(p: float, n_eff: float, alpha: float) -> tuple[float, float]:
+    """Clopper-Pearson interval for a proportion estimated as exactly 0 or 1 from n_eff patients."""
+    if n_eff <= 0:
+        return 0.0, 1.0
+    edge = (alpha / 2.0) ** (1.0 / n_eff)
+    return (edge, 1.0) if p == 1.0 else (0.0, 1.0 - edge)
 
 
 def _risk_table(time: np.ndarray, failed: np.ndarray, mark: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
@@ -103,23 +130,29 @@ def _risk_table(time: np.ndarray, failed: np.ndarray, mark: np.ndarray | None = 
 
 
 def _loglog_interval(s: float, greenwood: float, alpha: float) -> tuple[float, float]:
-    """CI for a survival probability on the log(-log) scale (undefined at 0 and 1: the point itself)."""
-    if not 0.0 < s < 1.0:
-        return s, s
+    """CI for a survival probability 0 < s < 1 on the log(-log) scale."""
     half = _z(alpha / 2) * math.sqrt(greenwood) / abs(math.log(s))
     return s ** math.exp(half), s ** math.exp(-half)
 
 
-def wald_test(s: float, greenwood: float, p0: float, alpha: float, scale: str) -> TestResult:
-    """One-sided Wald z test of H0: S <= p0 on the cloglog, linear or arcsine scale."""
+def wald_test(s: float, greenwood: float, p0: float, alpha: float, scale: str, n_eff: float = np.nan
+              ) -> TestResult:
+    """One-sided Wald z test of H0: S <= p0 on the cloglog, linear or arcsine scale.
+
+    At S = 1 the variance is 0 and the Wald statistic undefined; the test is then the exact
+    probability of no event by the landmark under H0, p0^n_eff (module docstring), reported as the
+    z value with that one-sided p. n_eff is required there (landmark_test supplies it).
+    """
     if not np.isfinite(s):
         return TestResult(np.nan, np.nan, False, "estimate not evaluable")
     if s == 1.0:
-        # No event by the landmark: zero variance, the statistic is +infinity on every scale. Rejecting keeps
-        # decisions monotone in the number of landmark survivors (K = n rejects whenever K = n - 1 does).
-        return TestResult(np.inf, 0.0, True)
+        if not n_eff > 0:
+            return TestResult(np.nan, np.nan, False, "S = 1 with no follow-up information")
+        log_p = n_eff * math.log(p0)
+        p = math.exp(log_p)
+        return TestResult(float(-special.ndtri_exp(log_p)), p, p <= alpha)
     if s == 0.0:
-        return TestResult(-np.inf, 1.0, False)
+        return TestResult(np.nan, 1.0, False, "no patient event-free at the landmark (S = 0): H0 not rejected")
     var_s = s * s * greenwood
     if scale == "cloglog":
         z = (np.log(-np.log(p0)) - np.log(-np.log(s))) / (np.sqrt(greenwood) / abs(np.log(s)))
@@ -171,7 +204,8 @@ def landmark_test(time: np.ndarray, event: np.ndarray, t: float, p0: float, alph
     if method == "logrank":
         return logrank_one_sample(time, event, t, p0, alpha)
     estimate, greenwood = km if km is not None else km_landmark(time, event, t, alpha)
-    return wald_test(estimate.estimate, greenwood, p0, alpha, method)
+    n_eff = landmark_information(time, event, t) if estimate.estimate == 1.0 else np.nan
+    return wald_test(estimate.estimate, greenwood, p0, alpha, method, n_eff)
 
 
 def aalen_johansen(time: np.ndarray, cause: np.ndarray, k: int, t: float, alpha: float = 0.05) -> Estimate:
@@ -188,7 +222,7 @@ def aalen_johansen(time: np.ndarray, cause: np.ndarray, k: int, t: float, alpha:
     if time.max() < t and (surv.size == 0 or surv[-1] > 0):
         return Estimate(np.nan, np.nan, np.nan, np.nan, n, events_k, "nobody followed to the landmark")
     if u.size == 0:
-        return Estimate(0.0, 0.0, 0.0, 0.0, n, 0)
+        return Estimate(0.0, 0.0, *_boundary_interval(0.0, landmark_information(time, cause > 0, t), alpha), n, 0)
     lag = np.concatenate([[1.0], surv[:-1]])
     f_steps = np.cumsum(lag * dk / at_risk)
     f = float(f_steps[-1])
@@ -197,14 +231,15 @@ def aalen_johansen(time: np.ndarray, cause: np.ndarray, k: int, t: float, alpha:
     second = np.sum(lag ** 2 * dk * (at_risk - dk) / at_risk ** 3)
     third = np.sum((f - f_steps) * lag * dk / at_risk ** 2)
     var = float(max(first + second - 2.0 * third, 0.0))
-    lower, upper = _cif_interval(f, var, alpha)
+    if 0.0 < f < 1.0:
+        lower, upper = _cif_interval(f, var, alpha)
+    else:
+        lower, upper = _boundary_interval(1.0 if f >= 1.0 else 0.0, landmark_information(time, cause > 0, t), alpha)
     return Estimate(f, float(np.sqrt(var)), lower, upper, n, events_k)
 
 
 def _cif_interval(f: float, var: float, alpha: float) -> tuple[float, float]:
-    """CI for a cumulative incidence on the log(-log) scale, as lifelines does."""
-    if not 0.0 < f < 1.0:
-        return f, f
+    """CI for a cumulative incidence 0 < f < 1 on the log(-log) scale, as lifelines does."""
     se = np.sqrt(var) / (f * abs(np.log(f)))
     z = _z(alpha / 2)
     a = float(np.exp(-np.exp(np.log(-np.log(f)) + z * se)))
