@@ -16,8 +16,8 @@ import pytest
 from sim.cli.parser import main
 
 SECTIONS = ("Sizing study", "Power and type I error", "Required sample size", "Precision of the primary estimate",
-            "Secondary endpoints", "Patient flow", "Example trial", "Resource and drug-supply forecast",
-            "Assumptions and their sources", "Reproducibility")
+            "Secondary endpoints", "Expected patient flow", "One example trial", "Resource and drug-supply forecast",
+            "The scenario as run, and its sources", "How to read this report", "Reproducibility")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -44,7 +44,7 @@ def test_report_command_rewrites_report_and_refuses_other_folders(sweep_folder, 
     assert main(["report", str(sweep_folder)]) == 0
     assert (sweep_folder / "report.html").is_file()
     assert main(["report", str(tmp_path)]) == 2
-    assert "not a sweep output folder" in capsys.readouterr().err
+    assert "not a results folder" in capsys.readouterr().err
 
 
 def test_resource_forecast_totals_equal_sums_over_patient_histories(sweep_folder):

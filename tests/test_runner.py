@@ -33,7 +33,7 @@ def test_results_identical_for_any_jobs_and_chunk_size(base, tmp_path):
     three = run_study(study, tmp_path / "c", LocalExecutor(1), chunk_size=7)
     pd.testing.assert_frame_equal(one, two)
     pd.testing.assert_frame_equal(one, three)
-    assert len(one) == 24 * 2 * 2
+    assert len(one) == 24 * 2 * 3          # replicates x n x arms (scenario, null twin, p1 twin)
 
 
 def test_interrupted_run_resumes_to_identical_results(base, tmp_path):
@@ -167,7 +167,7 @@ def test_sweep_command_writes_every_output(tmp_path, capsys):
     assert {"rfs", "itt", "os", "grfs", "crc"} <= set(oc["analysis"])
     assert {"power_mcse", "type1_mcse", "bias_mcse", "coverage_mcse", "halfwidth_p90_mcse"} <= set(oc.columns)
     replicates = pd.read_parquet(out / "replicates.parquet")
-    assert len(replicates) == 12 * 2 * 2
+    assert len(replicates) == 12 * 2 * 3
     assert "power" in capsys.readouterr().out
 
 

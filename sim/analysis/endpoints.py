@@ -56,7 +56,12 @@ class Observed:
     def follow_end(self) -> np.ndarray:
         """End of follow-up, days since HSCT."""
         horizon = self.history.scenario.post_transplant.horizon_months * DAYS_PER_MONTH
-        return np.minimum(np.minimum(self.cutoff_day - self.hsct_day, self._since("ltfu_day")), horizon)
+        return np.minimum(np.minimum(self.cutoff_day - self.hsct_day, self.ltfu), horizon)
+
+    @cached_property
+    def ltfu(self) -> np.ndarray:
+        """Latent loss to follow-up, days since HSCT."""
+        return self._since("ltfu_day")
 
     @cached_property
     def relapse(self) -> np.ndarray:

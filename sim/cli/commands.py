@@ -64,7 +64,7 @@ def trial(args: argparse.Namespace) -> int:
     from sim.analysis.datasets import event_log, format_flow, patient_flow, patients_table
     from sim.analysis.endpoints import endpoints, observe
     from sim.model.pathway import simulate_trial
-    from sim.report.figures import flow_figure, incidence_figure, survival_figure
+    from sim.report.trial_figures import flow_figure, incidence_figure, survival_figure
     from sim.scenario.calibrate import calibrate
 
     scenario = load_scenario(args.scenario, args.overrides)
@@ -117,62 +117,112 @@ def format_endpoints(results: pd.DataFrame) -> str:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from sim.analysis.endpoints import SECONDARY
-    from sim.report.figures import power_figure
-    from sim.report.html import write_report
-    from sim.study.oc import non_monotone_power, operating_characteristics, required_n
+    from sim.cli.console import Console
+    from sim.report.headline import headline
+    from sim.report.study_figures import power_figure
+    from sim.report.sweep_report import write_sweep_report
+    from sim.study.oc import non_monotone_power
     from sim.study.resources import forecast, simulated_use, trial_totals
-    from sim.study.runner import Study, arm_models, run_study
+    from sim.study.runner import Study, arm_models
+    from sim.study.sizing import run_sizing
     from sim.study.truth import true_values
 
+    console = Console(args.quiet)
+    started = time.time()
     scenario = load_scenario(args.scenario, args.overrides)
     models = _calibrated(args, arm_models, scenario)
     ns = tuple(sorted({n for spec in args.n for n in spec}))
     study = Study(scenario, ns, args.reps, args.seed, args.endpoints)
+    targets = tuple(args.target_power)
+    console.say(f"Sizing study of {scenario.name!r} ({args.scenario}{_with_overrides(args.overrides)}): "
+                f"{args.reps} replicates x {len(ns)} sample sizes (n = {_grid_text(ns)}) x 3 arms (the scenario, "
+                f"its null twin, its p1 twin), seed {args.seed}, writing to {args.out}/")
     executor = _executor(args)
-    started = time.time()
+    truths: dict[str, dict[str, float]] = {}
+
+    def solve_truths() -> dict[str, dict[str, float]]:
+        with console.step("true values (ITT cohort of 200,000 patients)"):
+            truths.update(true_values(scenario, models, args.seed))
+        return truths
+
+    def refine_progress(extra: tuple[int, ...]):
+        console.say(f"  refining the required n to the patient: {len(extra)} more sample sizes "
+                    f"(n = {_grid_text(extra)}), primary endpoint only")
+        return console.progress(args.reps, "refinement replicates")
+
     try:
-        with _progress(args.reps, args.quiet) as bar:
-            replicates = run_study(study, args.out, executor, args.chunk_size, progress=bar.update, models=models)
+        results = run_sizing(study, args.out, executor, solve_truths, targets, models, args.chunk_size,
+                             progress=console.progress(args.reps), refine_progress=refine_progress)
     finally:
         _close(executor)
-    truths = true_values(scenario, models, args.seed)
-    analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
-    oc = operating_characteristics(replicates, truths, analyses)
-    targets = tuple(args.target_power)
-    sizes = required_n(oc, targets)
-    drops = non_monotone_power(replicates)
-    example_n = int(sizes["required_n"].iloc[0]) if sizes["required_n"].notna().iloc[0] else max(ns)
+    a = scenario.analysis
+    top = headline(a, truths["design"]["rfs"], results.oc_primary, results.sizes, ns, tuple(args.overrides))
+    own = results.sizes[results.sizes["at"] == "scenario"].iloc[0]
+    example_n = int(own.required_n) if own.required_n == own.required_n else max(ns)
     forecast_reps = min(args.reps, FORECAST_REPS)
-    usages = simulated_use(scenario, example_n, args.seed, forecast_reps, models["design"])
+    with console.step(f"resource forecast ({forecast_reps} trials of n = {example_n})"):
+        usages = simulated_use(scenario, example_n, args.seed, forecast_reps, models["design"])
     finished = time.time()
     manifest = {
         "command": "sweep", "scenario_file": str(args.scenario), "overrides": args.overrides, "n": list(ns),
+        "refined_n": sorted(int(n) for n in results.refined["n"].unique()) if len(results.refined) else [],
         "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints, "backend": args.backend,
         "jobs": args.jobs, "chunk_size": args.chunk_size, "scenario": scenario.model_dump(), "truths": truths,
-        "scenario_files": scenario_files(args.scenario), "example_n": example_n, "forecast_reps": forecast_reps,
+        "target_power": list(targets), "scenario_files": scenario_files(args.scenario), "example_n": example_n,
+        "forecast_reps": forecast_reps, "headline": top.text(),
         "versions": package_versions(), "code_version": code_version(), "machine": machine(),
         "started": iso_time(started), "finished": iso_time(finished), "wall_seconds": round(finished - started, 2),
         "note": "results depend only on the scenario, seed, reps, n grid and endpoints; "
                 "not on jobs, chunk size or backend",
     }
-    a = scenario.analysis
-    title = (f"{scenario.name}: H0 S(18 mo) <= {a.p0} vs true {truths['design']['rfs']:.3f}, "
-             f"test {a.test}, {args.reps} replicates")
-    write_atomically(args.out, {
-        "oc.csv": oc.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "required_n.csv": sizes.to_csv(index=False, lineterminator="\n"),
-        "power_curve.png": power_figure(oc, targets, a.alpha, title),
-        "resources.csv": forecast(usages).to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "resources_totals.csv": trial_totals(usages).to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
-    })
-    write_parquet_atomically(replicates, args.out / "replicates.parquet")
-    report = write_report(args.out)
-    print(format_power_table(oc, sizes, drops, a.alpha))
-    print(f"\n{args.reps} replicates x {len(ns)} sample sizes in {finished - started:.1f} s. Report: {report}\n"
-          f"Tables and data in {args.out}/: oc.csv, required_n.csv, replicates.parquet, resources.csv, manifest.json")
+    with console.step("tables and figures"):
+        write_atomically(args.out, {
+            "oc.csv": _csv(results.oc),
+            "power_all_n.csv": _csv(results.oc_primary),
+            "required_n.csv": results.sizes.to_csv(index=False, lineterminator="\n"),
+            "flow_expected.csv": _csv(results.flow),
+            "power_curve.png": power_figure(results.oc_primary, targets, a, truths["design"]["rfs"], args.reps),
+            "resources.csv": _csv(forecast(usages)),
+            "resources_totals.csv": _csv(trial_totals(usages)),
+            "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
+        })
+        write_parquet_atomically(results.replicates, args.out / "replicates.parquet")
+        if len(results.refined):
+            write_parquet_atomically(results.refined, args.out / "replicates_refined.parquet")
+    with console.step("HTML report"):
+        report = write_sweep_report(args.out)
+    _maybe_pdf(args, report)
+    print(top.text() + "\n")
+    shown = set(ns) | {int(n) for n in results.sizes["required_n"].dropna()}
+    print(format_power_table(results.oc_primary[results.oc_primary["n"].isin(shown)], results.sizes,
+                             non_monotone_power(results.replicates), a.alpha))
+    print(f"\nReport: {report}\nTables and data in {args.out}/: oc.csv, power_all_n.csv, required_n.csv, "
+          "flow_expected.csv, replicates.parquet, resources.csv, manifest.json")
+    console.say(f"Done in {console.elapsed():.1f} s from the start of the command.")
     return 0
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+
+
+def _with_overrides(overrides: list[str]) -> str:
+    return "".join(f" --set {o}" for o in overrides)
+
+
+def _grid_text(ns: tuple[int, ...]) -> str:
+    """'20-100 by 10' for a regular grid; otherwise runs of consecutive values, e.g. '51-59, 61-69, 75'."""
+    ns = tuple(sorted(ns))
+    steps = {b - a for a, b in zip(ns[:-1], ns[1:], strict=True)}
+    if len(ns) > 2 and len(steps) == 1 and steps != {1}:
+        return f"{ns[0]}-{ns[-1]} by {steps.pop()}"
+    runs: list[list[int]] = []
+    for n in ns:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 FORECAST_REPS = 200  # simulated trials behind the resource forecast (the first replicates of the study)
@@ -185,8 +235,8 @@ def compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from sim.analysis.endpoints import SECONDARY
-    from sim.report.figures import compare_figure
-    from sim.report.html import write_compare_report
+    from sim.report.compare_report import write_compare_report
+    from sim.report.study_figures import compare_figure
     from sim.study.resources import simulated_use, trial_totals
     from sim.study.runner import arm_models
     from sim.study.whatif import named_scenarios, paired_differences, scenario_summaries
@@ -277,7 +327,7 @@ def format_comparison(oc: pd.DataFrame, sizes: pd.DataFrame, diffs: pd.DataFrame
 def sensitivity(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from sim.report.figures import tornado_figure
+    from sim.report.study_figures import tornado_figure
     from sim.study.runner import arm_models
     from sim.study.whatif import scenario_summaries, sensitivity_values, tornado_table
 
@@ -332,21 +382,27 @@ def sensitivity(args: argparse.Namespace) -> int:
 
 
 def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFrame, alpha: float) -> str:
-    """Power, type I error and precision of the primary endpoint by n, then the required n."""
+    """Power at the scenario's truth and at p1, type I error and precision of the primary endpoint by n."""
     rows = oc[oc["analysis"] == "rfs"].sort_values("n")
-    lines = ["   n  transplanted  evaluable   power (MCSE)    type I (MCSE)   coverage  CI half-width  "
+    lines = ["   n  transplanted  evaluable   power (MCSE)   power at p1     type I (MCSE)   CI half-width  "
              "not evaluable  duration (months)"]
     for r in rows.itertuples(index=False):
+        type1 = f"{r.type1:6.3f} ({r.type1_mcse:.3f})" if r.type1 == r.type1 else " " * 14 + "-"
+        width = f"{r.halfwidth_mean:13.3f}" if r.halfwidth_mean == r.halfwidth_mean else " " * 12 + "-"
         lines.append(f"{r.n:4d}  {r.transplanted_mean:12.1f}  {r.evaluable_mean:9.1f}  "
-                     f"{r.power:6.3f} ({r.power_mcse:.3f})  {r.type1:6.3f} ({r.type1_mcse:.3f})  "
-                     f"{r.coverage:8.3f}  {r.halfwidth_mean:13.3f}  {r.p_not_evaluable:13.3f}  "
-                     f"{r.duration_months_mean:17.1f}")
-    lines.append(f"(type I error on the null twin, nominal alpha {alpha:g}; MCSE = Monte Carlo standard error)")
-    lines += [f"power {s.target_power:g}: {required_n_text(s)}" for s in sizes.itertuples(index=False)]
+                     f"{r.power:6.3f} ({r.power_mcse:.3f})  {r.power_alt:6.3f} ({r.power_alt_mcse:.3f})  {type1}  "
+                     f"{width}  {r.p_not_evaluable:13.3f}  {r.duration_months_mean:17.1f}")
+    lines.append(f"(power at the scenario's own true RFS and at the protocol's p1; type I error on the null twin, "
+                 f"nominal alpha {alpha:g}; rows with '-': sample sizes added around the required n, every one in "
+                 "power_all_n.csv; "
+                 "MCSE = Monte Carlo standard error)")
+    for s in sizes.itertuples(index=False):
+        at = "the scenario's own RFS" if s.at == "scenario" else "p1"
+        lines.append(f"power {s.target_power:g} at {at}: {required_n_text(s)}")
     for d in drops.itertuples(index=False):
         flag = " (beyond 2 MCSE)" if d.beyond_2_mcse else " (within Monte Carlo noise)"
-        lines.append(f"warning: power falls from n = {d.n_from} to n = {d.n_to} by {-d.power_change:.3f}{flag}; "
-                     "small-sample discreteness, shown as simulated")
+        lines.append(f"note: power falls from n = {d.n_from} to n = {d.n_to} by {-d.power_change:.3f}{flag}; "
+                     "small-sample discreteness or a cap on the evaluable number, shown as simulated")
     return "\n".join(lines)
 
 
@@ -417,14 +473,58 @@ def describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def report(args: argparse.Namespace) -> int:
-    from sim.report.html import write_report
+REPORT_FILES = {"sweep": ("manifest.json", "oc.csv", "power_all_n.csv", "required_n.csv", "flow_expected.csv"),
+                "compare": ("manifest.json", "compare_oc.csv", "compare_required_n.csv"),
+                "sensitivity": ("manifest.json", "sensitivity.csv", "tornado.csv")}
 
-    missing = [name for name in ("manifest.json", "oc.csv", "required_n.csv") if not (args.out / name).is_file()]
+
+def report(args: argparse.Namespace) -> int:
+    """(Re)write the HTML report of any results folder: sweep, compare or sensitivity."""
+    manifest_path = args.out / "manifest.json"
+    try:
+        command = json.loads(manifest_path.read_text(encoding="utf-8")).get("command")
+    except (OSError, ValueError, AttributeError):
+        raise InputError(f"{args.out}: not a results folder of sweep, compare or sensitivity (no readable "
+                         "manifest.json)") from None
+    if command not in REPORT_FILES:
+        raise InputError(f"{args.out}: a results folder of {command!r}; reports exist for sweep, compare and "
+                         "sensitivity")
+    missing = [name for name in REPORT_FILES[command] if not (args.out / name).is_file()]
     if missing:
-        raise InputError(f"{args.out}: not a sweep output folder (missing {', '.join(missing)})")
-    print(f"Wrote {write_report(args.out)}")
+        raise InputError(f"{args.out}: incomplete {command} folder (missing {', '.join(missing)}); rerun {command}")
+    path = write_any_report(args.out, command)
+    print(f"Wrote {path}")
+    _maybe_pdf(args, path)
     return 0
+
+
+def write_any_report(out, command: str):
+    """The report writer for a results folder of `command`."""
+    if command == "sweep":
+        from sim.report.sweep_report import write_sweep_report
+
+        return write_sweep_report(out)
+    if command == "compare":
+        from sim.report.compare_report import write_compare_report
+
+        return write_compare_report(out)
+    from sim.report.sensitivity_report import write_sensitivity_report
+
+    return write_sensitivity_report(out)
+
+
+def _maybe_pdf(args: argparse.Namespace, report_path) -> None:
+    """With --pdf: print the report to PDF with headless Chromium, or say why not."""
+    if not getattr(args, "pdf", False):
+        return
+    from sim.report.html import write_pdf
+
+    pdf = write_pdf(report_path)
+    if pdf is None:
+        print("--pdf: no Chromium found (install it, e.g. apt-get install chromium); the HTML report prints to PDF "
+              "from any browser", file=sys.stderr)
+    else:
+        print(f"Wrote {pdf}")
 
 
 def docs(args: argparse.Namespace) -> int:

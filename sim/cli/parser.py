@@ -73,8 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     describe.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
     describe.set_defaults(command=commands.describe)
 
-    report = sub.add_parser("report", help="(re)write the HTML report of a sweep's output folder")
-    report.add_argument("out", type=Path, help="a folder written by sweep")
+    report = sub.add_parser("report", help="(re)write the HTML report of a results folder (sweep, compare, "
+                                           "sensitivity)")
+    report.add_argument("out", type=Path, help="a folder written by sweep, compare or sensitivity")
+    report.add_argument("--pdf", action="store_true", help="also print it to report.pdf with headless Chromium")
     report.set_defaults(command=commands.report)
 
     docs = sub.add_parser("docs", help="regenerate the scenario reference (scenarios/README.md)")
@@ -99,7 +101,8 @@ def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int
                              f"(default {endpoints})")
     parser.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
     parser.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default {out})")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    parser.add_argument("--pdf", action="store_true", help="also print the report to report.pdf (headless Chromium)")
 
 
 def _scenario_args(parser: argparse.ArgumentParser) -> None:

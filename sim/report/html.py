@@ -1,34 +1,20 @@
-"""The self-contained HTML report of a sizing study: one file that opens offline.
+"""Shared pieces of every HTML report: the style (screen and print), sections, tables, embedded figures,
+the atomic write, and the optional PDF through headless Chromium.
 
-Reads a sweep's output folder (manifest.json, oc.csv, required_n.csv, resources*.csv), simulates
-the example trial again from the recorded seed, and writes report.html with every figure embedded
-as a base64 PNG, no scripts, no external fonts or styles. Sections: summary, assumptions and their
-sources, patient flow, power and type I error, precision, required n, secondary endpoints, example
-survival and incidence curves, resource forecast, reproducibility (STRESS-DES 5.1-5.4).
+Reports are single files that open offline: figures are base64 PNGs, there are no scripts, no
+external fonts or styles. The print style keeps a heading with what follows it, never splits a table
+or a figure across pages, and wraps long lines, so "Print to PDF" (or `--pdf`) gives a clean document.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
+import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
-
-import pandas as pd
-
-from sim.analysis.datasets import patient_flow
-from sim.analysis.endpoints import SECONDARY, observe
-from sim.model.pathway import simulate_trial
-from sim.report.figures import (
-    flow_figure,
-    incidence_figure,
-    power_figure,
-    precision_figure,
-    resources_figure,
-    survival_figure,
-)
-from sim.scenario.schema import Scenario
-from sim.study.oc import required_n_text
 
 STYLE = """
 body { font-family: Helvetica, Arial, sans-serif; max-width: 1050px; margin: 2em auto; color: #222; line-height: 1.45;
@@ -39,70 +25,35 @@ table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #eef3fb; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; } pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto;
-font-size: 0.8em; } .summary { background: #f4f8ec; border: 1px solid #9bb86b; padding: 0.8em 1.2em; }
+font-size: 0.8em; white-space: pre-wrap; overflow-wrap: anywhere; }
+.summary { background: #f4f8ec; border: 1px solid #9bb86b; padding: 0.8em 1.2em; }
+.summary p.headline { font-size: 1.1em; }
+.warning { background: #fdecea; border: 1px solid #d9534f; padding: 0.5em 1em; margin: 0.6em 0; }
+.flag { background: #fff8e1; border: 1px solid #e0b84c; padding: 0.5em 1em; margin: 0.6em 0; }
 .note { color: #555; font-size: 0.9em; } table.text td, table.text th { text-align: left; }
+code { overflow-wrap: anywhere; }
+@media print {
+  body { max-width: none; margin: 0; font-size: 10.5pt; }
+  h1, h2, h3 { break-after: avoid; page-break-after: avoid; }
+  table, img, figure, pre, .summary, .warning, .flag, details { break-inside: avoid; page-break-inside: avoid; }
+  p { orphans: 3; widows: 3; }
+  a { color: inherit; text-decoration: none; }
+}
 """
 
-OC_COLUMNS = (("n", "n enrolled", "{:.0f}"), ("transplanted_mean", "transplanted (mean)", "{:.1f}"),
-              ("evaluable_mean", "evaluable (mean)", "{:.1f}"), ("power", "power", "{:.3f}"),
-              ("power_mcse", "MCSE", "{:.3f}"), ("type1", "type I error", "{:.3f}"), ("type1_mcse", "MCSE", "{:.3f}"),
-              ("bias", "bias", "{:+.4f}"), ("coverage", "95% CI coverage", "{:.3f}"),
-              ("halfwidth_mean", "CI half-width", "{:.3f}"), ("p_not_evaluable", "not evaluable", "{:.3f}"),
-              ("duration_months_mean", "duration (months)", "{:.1f}"))
+DOCS_NOTE = ("How to read this report, in plain words: <code>docs/reading-a-report.md</code> in the project; "
+             "the model, its assumptions and their sources: <code>docs/model.md</code>.")
 
 
-def write_report(out: Path) -> Path:
-    """Build OUT/report.html from a sweep's outputs; returns its path."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    oc = pd.read_csv(out / "oc.csv")
-    sizes = pd.read_csv(out / "required_n.csv")
-    forecast = pd.read_csv(out / "resources.csv") if (out / "resources.csv").exists() else None
-    totals = pd.read_csv(out / "resources_totals.csv") if (out / "resources_totals.csv").exists() else None
-    scenario = Scenario.model_validate(manifest["scenario"])
-    example_n = int(manifest.get("example_n", max(manifest["n"])))
-    history = simulate_trial(scenario, example_n, manifest["seed"], replicate=0)
-    obs = observe(history)
-    a = scenario.analysis
-    targets = tuple(sizes["target_power"])
-    title = (f"{scenario.name}: H0 S({a.landmark_months:g} mo) <= {a.p0} vs true "
-             f"{manifest['truths']['design']['rfs']:.3f}, test {a.test}, {manifest['reps']} replicates")
-    sections = [
-        _summary(scenario, manifest, sizes),
-        _section("Power and type I error",
-                 _img(power_figure(oc, targets, a.alpha, title), "Power and type I error against n")
-                 + _oc_table(oc)),
-        _section("Required sample size", _required_table(sizes)),
-        _section("Precision of the primary estimate",
-                 _img(precision_figure(oc), "Confidence-interval half-width against n")),
-        _section(f"Secondary endpoints at n = {example_n}", _secondary_table(oc, example_n)),
-        _section(f"Patient flow (one simulated trial of n = {example_n})",
-                 _img(flow_figure(patient_flow(history)), "CONSORT-style patient flow of an example trial")),
-        _section(f"Example trial (n = {example_n}): survival and incidence after HSCT",
-                 _img(survival_figure(obs, a.landmark_months, a.p0), "Kaplan-Meier RFS and OS")
-                 + _img(incidence_figure(obs, a.landmark_months), "Cumulative incidence of relapse and NRM")),
-        _section("Resource and drug-supply forecast", _resources(forecast, totals, manifest)),
-        _section("Assumptions and their sources", _assumptions(manifest)),
-        _section("Reproducibility (STRESS-DES 5.1-5.4)", _reproducibility(manifest)),
-    ]
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sizing study: "
-            f"{html.escape(scenario.name)}</title><style>{STYLE}</style></head><body>"
-            + "".join(sections) + "</body></html>")
-    path = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def _section(title: str, body: str) -> str:
+def section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>{body}"
 
 
-def _img(png: bytes, alt: str) -> str:
+def img(png: bytes, alt: str) -> str:
     return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>'
 
 
-def _table(header: list[str], rows: list[list[str]], text: bool = False) -> str:
+def table(header: list[str], rows: list[list[str]], text: bool = False) -> str:
     """An HTML table; text=True left-aligns every column (prose rather than numbers)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -110,178 +61,43 @@ def _table(header: list[str], rows: list[list[str]], text: bool = False) -> str:
     return f"{opening}<tr>{head}</tr>{body}</table>"
 
 
-def _summary(scenario: Scenario, manifest: dict, sizes: pd.DataFrame) -> str:
-    a = scenario.analysis
-    truth = manifest["truths"]["design"]
-    lines = [f"<h1>Sizing study: {html.escape(scenario.name)}</h1>",
-             f"<p>{html.escape(scenario.description)}</p><div class=\"summary\">",
-             f"<p>Primary endpoint: {a.landmark_months:g}-month relapse-free survival after allo-HSCT, "
-             f"H0: S &le; {a.p0} tested one-sided at alpha {a.alpha} ({html.escape(a.test)} test). "
-             f"True value in this scenario: <b>{truth['rfs']:.3f}</b>.</p><ul>"]
-    lines += [f"<li>Power {s.target_power:g}: {html.escape(required_n_text(s))}.</li>"
-              for s in sizes.itertuples(index=False)]
-    lines.append(f"</ul><p class=\"note\">{manifest['reps']} simulated trials per sample size; every estimate "
-                 "comes with its Monte Carlo standard error (MCSE).</p></div>")
-    return "".join(lines)
-
-
-def _assumptions(manifest: dict) -> str:
-    parts = ["<p>The scenario files as run (each clinical number cites its source in a comment; [est] marks "
-             "judgement). A file that <code>extends</code> another changes only what differs.</p>"]
-    for path, text in manifest.get("scenario_files", {}).items():
-        parts.append(f"<details open><summary><b>{html.escape(path)}</b></summary><pre>{html.escape(text)}</pre>"
-                     "</details>")
-    if manifest.get("overrides"):
-        parts.append("<p>Command-line overrides: " + ", ".join(f"<code>--set {html.escape(o)}</code>"
-                                                              for o in manifest["overrides"]) + "</p>")
-    return "".join(parts)
-
-
-def _oc_table(oc: pd.DataFrame) -> str:
-    rows = oc[oc["analysis"] == "rfs"].sort_values("n")
-    return _table([label for _, label, _ in OC_COLUMNS],
-                  [[fmt.format(getattr(r, col)) for col, _, fmt in OC_COLUMNS] for r in rows.itertuples()])
-
-
-def _required_table(sizes: pd.DataFrame) -> str:
-    def show(x: float) -> str:
-        return "-" if x != x else f"{x:.0f}"
-
-    return _table(["target power", "required n", "low (power + 1.96 MCSE)", "high (power - 1.96 MCSE)"],
-                  [[f"{s.target_power:g}", show(s.required_n), show(s.required_n_low), show(s.required_n_high)]
-                   for s in sizes.itertuples()])
-
-
-def _secondary_table(oc: pd.DataFrame, n: int) -> str:
-    rows = oc[(oc["n"] == n) & oc["analysis"].isin(["itt", *SECONDARY])]
-    if rows.empty:
-        return "<p>Secondary endpoints were not computed (sweep run with <code>--endpoints primary</code>).</p>"
-    labels = {"itt": ("event-free survival from enrollment (ITT)", ""), **SECONDARY}
-    out = []
-    for r in rows.itertuples():
-        label = labels[r.analysis][0].format(lm="18-month", assay="").replace(" ()", "")
-        out.append([label, f"{r.true:.3f}", f"{r.mean:.3f}", f"{r.bias:+.4f}", f"{r.empse:.3f}", f"{r.coverage:.3f}",
-                    f"{r.p_not_evaluable:.3f}"])
-    return _table(["endpoint", "true", "mean estimate", "bias", "empirical SE", "95% CI coverage", "not evaluable"],
-                  out)
-
-
-def _resources(forecast: pd.DataFrame | None, totals: pd.DataFrame | None, manifest: dict) -> str:
-    if forecast is None or totals is None:
-        return "<p>No resource forecast in this folder.</p>"
-    n, reps = manifest.get("example_n"), manifest.get("forecast_reps")
-    body = _img(resources_figure(forecast, n, reps), "Monthly resource use with 10th-90th percentile bands")
-    body += _table(["whole trial", "mean", "10th pct", "median", "90th pct", "per enrolled patient (mean)"],
-                   [[r.measure.replace("_", " "), f"{r.mean:.1f}", f"{r.p10:.1f}", f"{r.p50:.1f}", f"{r.p90:.1f}",
-                     f"{r.mean / n:.2f}"] for r in totals.itertuples()])
-    return body
-
-
-def _reproducibility(manifest: dict) -> str:
-    rows = [
-        ["5.1 model and code version", f"blina-hsct-sim {manifest['versions'].get('sim')}, "
-                                       f"commit {manifest.get('code_version')}"],
-        ["5.2 software", ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()))],
-        ["5.3 computing environment", ", ".join(f"{k}: {v}" for k, v in manifest.get("machine", {}).items())],
-        ["5.4 how to run", f"run_sim.py sweep --scenario {manifest['scenario_file']} --n "
-                           f"{' '.join(map(str, manifest['n']))} --reps {manifest['reps']} --seed {manifest['seed']} "
-                           f"--endpoints {manifest['endpoints']}"
-                           + "".join(f" --set {o}" for o in manifest.get("overrides", []))],
-        ["seed / replicates", f"{manifest['seed']} / {manifest['reps']} per sample size (each with its null twin)"],
-        ["run", f"{manifest['started']} to {manifest['finished']} ({manifest['wall_seconds']} s, backend "
-                f"{manifest['backend']}, jobs {manifest['jobs']}); results do not depend on jobs, chunking or "
-                "backend"],
-    ]
-    return _table(["item", "value"], rows, text=True)
-
-
-def write_compare_report(out: Path) -> Path:
-    """Build OUT/report.html from a compare run: required n, power by scenario, paired differences."""
-    manifest = json.loads((out / "manifest.json").read_text())
-    oc = pd.read_csv(out / "compare_oc.csv")
-    sizes = pd.read_csv(out / "compare_required_n.csv")
-    diffs = pd.read_csv(out / "compare_differences.csv")
-    targets = tuple(sorted(sizes["target_power"].unique()))
-    reference = manifest["reference"]
-    power_png = (out / "compare_power.png").read_bytes()
-    primary = oc[oc["analysis"] == "rfs"]
-    need_rows = []
-    for name, block in sizes.groupby("scenario", sort=False):
-        cells = [name]
-        for r in block.itertuples():
-            high = "beyond" if r.required_n_high != r.required_n_high else f"{r.required_n_high:.0f}"
-            cells.append(f"> {r.largest_n}" if r.required_n != r.required_n
-                         else f"{r.required_n:.0f} ({r.required_n_low:.0f}-{high})")
-        truth = primary[primary["scenario"] == name]["true"].iloc[0]
-        need_rows.append([*cells, f"{truth:.3f}"])
-    power_rows = [[r.scenario, f"{r.n:.0f}", f"{r.power:.3f} ({r.power_mcse:.3f})", f"{r.type1:.3f}",
-                   f"{r.transplanted_mean:.1f}", f"{r.evaluable_mean:.1f}", f"{r.duration_months_mean:.1f}"]
-                  for r in primary.itertuples()]
-    diff_rows = [[r.scenario, f"{r.n:.0f}", f"{r.power_difference:+.3f}", f"{r.mcse_paired:.4f}",
-                  f"{r.mcse_independent:.4f}"] for r in diffs.itertuples()]
-    secondary = oc[oc["analysis"].isin(list(SECONDARY)) & (oc["n"] == oc["n"].max())]
-    sec_table = "<p>Secondary endpoints were not computed (<code>--endpoints primary</code>).</p>"
-    if not secondary.empty:
-        pivot = secondary.pivot(index="analysis", columns="scenario", values="mean")
-        pivot = pivot.loc[[k for k in SECONDARY if k in pivot.index], list(dict.fromkeys(secondary["scenario"]))]
-        sec_table = _table(["endpoint (mean estimate)", *pivot.columns],
-                           [[SECONDARY[k][0].format(lm="18-month", assay="").replace(" ()", ""),
-                             *(f"{v:.3f}" for v in pivot.loc[k])] for k in pivot.index])
-    changed = _changed_keys(manifest["scenarios"], reference)
-    resources = pd.read_csv(out / "compare_resources.csv")
-    res_pivot = resources.pivot(index="measure", columns="scenario", values="mean")
-    res_pivot = res_pivot[list(dict.fromkeys(resources["scenario"]))].loc[list(dict.fromkeys(resources["measure"]))]
-    res_table = _table(["whole trial (mean)", *res_pivot.columns],
-                       [[m.replace("_", " "), *(f"{v:.1f}" for v in res_pivot.loc[m])] for m in res_pivot.index])
-    sections = [
-        f"<h1>Scenario comparison</h1><div class=\"summary\"><p>{len(manifest['scenarios'])} scenarios, "
-        f"{manifest['reps']} simulated trials each at n = {', '.join(map(str, manifest['n']))}, all from seed "
-        f"{manifest['seed']} (common random numbers: differences are estimated from paired trials).</p></div>",
-        _section("Required sample size by scenario",
-                 _table(["scenario", *(f"n for power {t:g} (MCSE interval)" for t in targets),
-                         "true 18-month RFS"], need_rows)),
-        _section("Power by scenario", _img(power_png, "Power against n by scenario") + _table(
-            ["scenario", "n", "power (MCSE)", "type I error", "transplanted (mean)", "evaluable (mean)",
-             "duration (months)"], power_rows)),
-        _section(f"Power differences from {reference}", _table(
-            ["scenario", "n", "difference", "MCSE (paired, common random numbers)", "MCSE if run independently"],
-            diff_rows)),
-        _section(f"Secondary endpoints at n = {oc['n'].max()}", sec_table),
-        _section(f"Resource and drug-supply totals at n = {manifest['forecast_n']} "
-                 f"({manifest['forecast_reps']} trials per scenario)", res_table),
-        _section("What differs from the reference", _table(["scenario", "changed keys"], changed, text=True)),
-        _section("Reproducibility (STRESS-DES 5.1-5.4)", _table(["item", "value"], [
-            ["code version", str(manifest.get("code_version"))],
-            ["software", ", ".join(f"{k} {v}" for k, v in sorted(manifest["versions"].items()))],
-            ["machine", ", ".join(f"{k}: {v}" for k, v in manifest.get("machine", {}).items())],
-            ["run", f"{manifest['started']} to {manifest['finished']} ({manifest['wall_seconds']} s)"],
-            ["variants", "; ".join(manifest.get("variants", [])) or "-"],
-        ], text=True)),
-    ]
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Scenario comparison</title>"
+def page(title: str, sections: list[str]) -> str:
+    """A complete, self-contained HTML document."""
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>" + "".join(sections) + "</body></html>")
-    path = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+
+
+def write_page(out: Path, text: str, name: str = "report.html") -> Path:
+    """Write the report atomically into OUT/ (readable by others, like any file the user writes)."""
+    path = out / name
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
     return path
 
 
-def _changed_keys(scenarios: dict[str, dict], reference: str) -> list[list[str]]:
-    def flat(d: dict, prefix: str = "") -> dict[str, object]:
-        out: dict[str, object] = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out |= flat(v, f"{prefix}{k}.")
-            else:
-                out[f"{prefix}{k}"] = v
-        return out
+def chromium() -> str | None:
+    """The headless-capable Chromium on this machine, if any."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
 
-    base = flat(scenarios[reference])
-    rows = []
-    for name, data in scenarios.items():
-        if name == reference:
-            continue
-        diff = {k: v for k, v in flat(data).items() if base.get(k) != v and k not in ("name", "description")}
-        rows.append([name, "; ".join(f"{k} = {v}" for k, v in diff.items()) or "(none)"])
-    return rows
+
+def write_pdf(report: Path) -> Path | None:
+    """Print report.html to report.pdf with headless Chromium; None when Chromium is not installed."""
+    browser = chromium()
+    if browser is None:
+        return None
+    pdf = report.with_suffix(".pdf")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={profile}", "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
+                        report.resolve().as_uri()], check=True, capture_output=True, timeout=120)
+    return pdf

@@ -384,6 +384,21 @@ def scenario_files(path: str | Path) -> dict[str, str]:
     return texts
 
 
+def scenario_toml(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """A scenario (model_dump) as TOML text, each key set by an override marked with a '# --set' comment."""
+    import tomli_w
+
+    overridden = {parse_override(item)[0] for item in overrides}
+    lines, section = [], ""
+    for line in tomli_w.dumps(data).splitlines():
+        if line.startswith("["):
+            section = line.strip("[]") + "."
+        elif " = " in line and f"{section if section != '.' else ''}{line.split(' = ')[0]}" in overridden:
+            line += "  # --set"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 def parse_override(item: str) -> tuple[str, Any]:
     """Split 'section.key=value'; the value is read as TOML (number, bool, string, array) or as a bare string."""
     if "=" not in item:

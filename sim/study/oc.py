@@ -74,6 +74,7 @@ def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[s
     for n, at_n in replicates.groupby("n", sort=True):
         design = at_n[at_n["arm"] == "design"].sort_values("replicate")
         null = at_n[at_n["arm"] == "null"].sort_values("replicate")
+        alt = at_n[at_n["arm"] == "alt"].sort_values("replicate")
         counts = (spread(design["n_enrolled"].to_numpy(), "enrolled")
                   | spread(design["n_transplanted"].to_numpy(), "transplanted")
                   | spread(design["n_evaluable"].to_numpy(), "evaluable")
@@ -83,6 +84,7 @@ def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[s
             if f"{analysis}_reject" in design:
                 row["power"], row["power_mcse"] = proportion(design[f"{analysis}_reject"])
                 row["type1"], row["type1_mcse"] = proportion(null[f"{analysis}_reject"])
+                row["power_alt"], row["power_alt_mcse"] = proportion(alt[f"{analysis}_reject"])
             est = design[f"{analysis}_est"].to_numpy(dtype=float)
             row["p_not_evaluable"], row["p_not_evaluable_mcse"] = proportion(~np.isfinite(est))
             row["true"] = truths["design"][analysis]
@@ -92,10 +94,17 @@ def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[s
     return pd.DataFrame(rows)
 
 
-def required_n(oc: pd.DataFrame, targets: tuple[float, ...], analysis: str = "rfs") -> pd.DataFrame:
-    """Smallest n in the grid reaching each target power, with an interval from +-1.96 MCSE."""
+# The truths a required n is given at: the scenario's own implied RFS, and the protocol's p1.
+POWER_COLUMNS = {"scenario": "power", "p1": "power_alt"}
+
+
+def required_n(oc: pd.DataFrame, targets: tuple[float, ...], analysis: str = "rfs", at: str = "scenario"
+               ) -> pd.DataFrame:
+    """Smallest simulated n reaching each target power at one truth (POWER_COLUMNS), with its Monte
+    Carlo range: the smallest n whose power + 1.96 MCSE, and whose power - 1.96 MCSE, reach the target."""
+    column = POWER_COLUMNS[at]
     rows = oc[oc["analysis"] == analysis].sort_values("n")
-    n, power, mcse = rows["n"].to_numpy(), rows["power"].to_numpy(), rows["power_mcse"].to_numpy()
+    n, power, mcse = rows["n"].to_numpy(), rows[column].to_numpy(), rows[f"{column}_mcse"].to_numpy()
 
     def first(mask: np.ndarray) -> float:
         hits = np.flatnonzero(mask)
@@ -103,11 +112,50 @@ def required_n(oc: pd.DataFrame, targets: tuple[float, ...], analysis: str = "rf
 
     return pd.DataFrame([{
         "target_power": target,
+        "at": at,
         "required_n": first(power >= target),
         "required_n_low": first(power + Z95 * mcse >= target),
         "required_n_high": first(power - Z95 * mcse >= target),
+        "smallest_n": int(n.min()),
         "largest_n": int(n.max()),
     } for target in targets])
+
+
+def required_n_both(oc: pd.DataFrame, targets: tuple[float, ...], analysis: str = "rfs") -> pd.DataFrame:
+    """required_n at the scenario's own truth and at p1 (where the alternative arm was simulated)."""
+    ats = [at for at, column in POWER_COLUMNS.items() if column in oc and oc[column].notna().any()]
+    return pd.concat([required_n(oc, targets, analysis, at) for at in ats], ignore_index=True)
+
+
+def refinement_ns(oc: pd.DataFrame, targets: tuple[float, ...], analysis: str = "rfs") -> tuple[int, ...]:
+    """Every integer n between grid points not yet simulated where a required n or its Monte Carlo
+    range could lie: from the last grid n whose power + 1.96 MCSE is below a target to the first whose
+    power - 1.96 MCSE reaches it, at each truth. Empty when the grid answers to the patient already."""
+    rows = oc[oc["analysis"] == analysis].sort_values("n")
+    grid = rows["n"].to_numpy()
+    wanted: set[int] = set()
+    for column in (c for c in POWER_COLUMNS.values() if c in rows and rows[c].notna().any()):
+        power, mcse = rows[column].to_numpy(), rows[f"{column}_mcse"].to_numpy()
+        for target in targets:
+            below = np.flatnonzero(power + Z95 * mcse < target)
+            above = np.flatnonzero(power - Z95 * mcse >= target)
+            lo = grid[below[-1]] if below.size else grid[0]
+            hi = grid[above[0]] if above.size else grid[-1]
+            wanted |= set(range(int(lo) + 1, int(hi)))
+    return tuple(sorted(wanted - set(int(n) for n in grid)))
+
+
+def expected_flow(replicates: pd.DataFrame) -> pd.DataFrame:
+    """The expected CONSORT diagram: per n and box, mean and 10th/50th/90th percentile of the count."""
+    design = replicates[replicates["arm"] == "design"]
+    boxes = [c for c in design.columns if c.startswith("flow_")]
+    rows = []
+    for n, at_n in design.groupby("n", sort=True):
+        for box in boxes:
+            values = at_n[box].to_numpy(dtype=float)
+            rows.append({"n": int(n), "box": box.removeprefix("flow_")} | {
+                k.removeprefix("count_"): v for k, v in spread(values, "count").items()})
+    return pd.DataFrame(rows)
 
 
 def non_monotone_power(replicates: pd.DataFrame, analysis: str = "rfs") -> pd.DataFrame:
@@ -127,8 +175,10 @@ def non_monotone_power(replicates: pd.DataFrame, analysis: str = "rfs") -> pd.Da
 
 
 def required_n_text(row) -> str:
-    """'n = 80 enrolled (MCSE interval 70 to 80)' or 'not reached by n = 100' for a row of required_n()."""
+    """'n = 73 enrolled (Monte Carlo range 70-76)' or 'not reached by n = 100' for a row of required_n()."""
     if row.required_n != row.required_n:
-        return f"not reached by n = {row.largest_n} enrolled"
-    high = "beyond the grid" if row.required_n_high != row.required_n_high else f"{row.required_n_high:.0f}"
-    return f"n = {row.required_n:.0f} enrolled (MCSE interval {row.required_n_low:.0f} to {high})"
+        return f"not reached by n = {row.largest_n} enrolled (the largest simulated)"
+    low = f"{row.required_n_low:.0f}"
+    if row.required_n_high != row.required_n_high:
+        return f"n = {row.required_n:.0f} enrolled (Monte Carlo range {low} to more than {row.largest_n})"
+    return f"n = {row.required_n:.0f} enrolled (Monte Carlo range {low}-{row.required_n_high:.0f})"

@@ -4,8 +4,10 @@ A replicate is addressed by (seed, replicate index) alone, so results do not dep
 worker count or backend. Each replicate simulates the pathway once at the largest n of the grid and
 analyses its first n patients for every n (exact, because without a finite trial-only transplant
 capacity no patient's history depends on a later patient; with one, each n is simulated on its own,
-still from the same streams). The scenario and its null twin share the pathway and every uniform;
-only the post-HSCT hazards differ. Each finished chunk is written atomically as Parquet to
+still from the same streams). Three arms share the pathway and every uniform and differ only in
+their post-HSCT hazards: the scenario as given ("design"), its null twin ("null", hazards scaled so
+the true RFS at the landmark is p0: type I error) and its design-alternative twin ("alt", true RFS =
+p1: power at the protocol's alternative). Each finished chunk is written atomically as Parquet to
 OUT/chunks/; a rerun resumes from them. Workers import only numpy/scipy/simpy/pydantic code.
 """
 
@@ -22,12 +24,14 @@ import numpy as np
 import pandas as pd
 
 from sim.analysis.endpoints import itt_analysis, observe, primary_analysis, secondary_estimates
+from sim.analysis.flow import flow_counts
 from sim.model.pathway import TrialHistory, hsct_group, simulate_trial
 from sim.model.post_transplant import post_transplant_history
 from sim.scenario.calibrate import PostTransplantModel, calibrate, null_twin
 from sim.scenario.schema import DAYS_PER_MONTH, InputError, Scenario
 
-ARMS = ("design", "null")
+ARMS = ("design", "null", "alt")
+ENDPOINT_SETS = ("rfs", "primary", "all")   # each includes the ones before it
 ChunkResult = tuple[int, int, dict[str, np.ndarray]]
 
 
@@ -46,19 +50,22 @@ class Study:
     ns: tuple[int, ...]
     reps: int
     seed: int
-    endpoints: str = "all"          # "primary" (primary + ITT) or "all" (with every secondary endpoint)
+    endpoints: str = "all"          # "rfs" (primary only), "primary" (+ ITT) or "all" (+ every secondary endpoint)
+    arms: tuple[str, ...] = ARMS
 
     def identity(self) -> dict[str, object]:
         """What must match for existing chunks to be reused (not reps: a study can be extended)."""
         return {"scenario": self.scenario.model_dump(), "ns": list(self.ns), "seed": self.seed,
-                "endpoints": self.endpoints}
+                "endpoints": self.endpoints, "arms": list(self.arms)}
 
 
 def arm_models(scenario: Scenario) -> dict[str, PostTransplantModel]:
-    """Post-HSCT hazards of the scenario as given and of its null twin (true RFS at the landmark = p0)."""
+    """Post-HSCT hazards of each arm: the scenario as given, its null twin (true RFS at the landmark
+    = p0) and its design-alternative twin (true RFS = p1), the twins scaling relapse and NRM together."""
     design = calibrate(scenario)
-    landmark = scenario.analysis.landmark_months * DAYS_PER_MONTH
-    return {"design": design, "null": null_twin(design, scenario.analysis.p0, landmark)}
+    a = scenario.analysis
+    landmark = a.landmark_months * DAYS_PER_MONTH
+    return {"design": design, "null": null_twin(design, a.p0, landmark), "alt": null_twin(design, a.p1, landmark)}
 
 
 # --------------------------------------------------------------------------- one chunk (runs on workers)
@@ -70,11 +77,14 @@ def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: 
     rows: list[dict[str, object]] = []
     for r in range(start, stop):
         for ns, history in _pathways(study, models["design"], r):
-            for arm in ARMS:
+            for arm in study.arms:
                 arm_history = history if arm == "design" else _with_post(history, models[arm])
-                # The null twin exists for type I error: its secondary endpoints are not needed (NaN).
-                endpoints = study.endpoints if arm == "design" else "primary"
-                rows += [{"replicate": r, "n": n, "arm": arm} | replicate_row(arm_history, n, endpoints) for n in ns]
+                # The twins exist for type I error and power at p1: their secondary endpoints and the
+                # patient flow (the same pathway as the design arm) are not needed (NaN).
+                design = arm == "design"
+                endpoints = study.endpoints if design else min(study.endpoints, "primary", key=ENDPOINT_SETS.index)
+                rows += [{"replicate": r, "n": n, "arm": arm} | replicate_row(arm_history, n, endpoints, flow=design)
+                         for n in ns]
     rows.sort(key=lambda row: (row["replicate"], row["arm"], row["n"]))  # one canonical order of rows
     keys = list(dict.fromkeys(key for row in rows for key in row))
     return {key: np.asarray([row.get(key, np.nan) for row in rows]) for key in keys}
@@ -94,20 +104,25 @@ def _with_post(history: TrialHistory, model: PostTransplantModel) -> TrialHistor
     return replace(history, post=post)
 
 
-def replicate_row(history: TrialHistory, n: int, endpoints: str) -> dict[str, object]:
-    """Estimates, CIs, test decisions and counts of one analysed trial of the first n patients."""
+def replicate_row(history: TrialHistory, n: int, endpoints: str, flow: bool = False) -> dict[str, object]:
+    """Estimates, CIs, test decisions and counts of one analysed trial of the first n patients
+    (flow=True: also the patient flow known at the data cutoff, for the expected CONSORT diagram)."""
     obs = observe(history, n)
     primary = primary_analysis(history, obs=obs)
-    itt, itt_test = itt_analysis(history, obs=obs)
     enrolled = int(np.count_nonzero(history.draws.enroll_day[:n] <= obs.cutoff_day))
     row: dict[str, object] = {
         "n_enrolled": enrolled, "n_transplanted": primary.n_transplanted, "n_evaluable": primary.n_evaluable,
         "duration_months": primary.duration_months, "rfs_events": primary.estimate.events,
     }
-    for prefix, est, test in (("rfs", primary.estimate, primary.test), ("itt", itt, itt_test)):
+    tested = [("rfs", primary.estimate, primary.test)]
+    if endpoints != "rfs":
+        tested.append(("itt", *itt_analysis(history, obs=obs)))
+    for prefix, est, test in tested:
         row.update({f"{prefix}_est": est.estimate, f"{prefix}_se": est.se, f"{prefix}_lower": est.lower,
                     f"{prefix}_upper": est.upper, f"{prefix}_stat": test.statistic, f"{prefix}_p": test.p_value,
                     f"{prefix}_reject": test.reject, f"{prefix}_reason": est.reason or test.reason})
+    if flow:
+        row |= flow_counts(obs)
     if endpoints == "all":
         for key, est in secondary_estimates(history, obs=obs).items():
             row.update({f"{key}_est": est.estimate, f"{key}_lower": est.lower, f"{key}_upper": est.upper})
