@@ -21,6 +21,7 @@ from sim.stats.designs import (
     Boundary,
     BoundaryOC,
     SimonDesign,
+    boundary_from_table,
     boundary_oc,
     posterior_boundary,
     posterior_prob_above,
@@ -93,28 +94,45 @@ def bayes_safety(args: argparse.Namespace) -> int:
     if args.min_evaluable > args.nmax:
         raise InputError(f"--min-evaluable {args.min_evaluable}: must be at most --nmax {args.nmax}")
     rates = args.true_rate or default_true_rates(args.threshold)
-    boundary = posterior_boundary(args.prior_a, args.prior_b, args.threshold, args.cutoff, args.nmax,
-                                  args.every, args.min_evaluable)
-    oc = boundary_oc(boundary, rates)
+    rule = posterior_boundary(args.prior_a, args.prior_b, args.threshold, args.cutoff, args.nmax,
+                              args.every, args.min_evaluable)
     a, b = args.prior_a, args.prior_b
     print(f"Bayesian safety monitoring (Thall, Simon & Estey 1995) of an event rate, e.g. induction death.\n"
           f"Prior beta({a:g}, {b:g}): prior mean rate {a / (a + b):.3f}, worth {a + b:g} patients of data. "
           f"Stop when P(rate > {args.threshold:g} | data) > {args.cutoff:g},\nchecked {_schedule(args)}.\n")
+    posterior = posterior_table(rule, a, b, args.threshold)
+    _print_and_write(args, rule, boundary_oc(rule, rates), {"boundary.csv": _csv(posterior)})
+    return 0
+
+
+def stopping_table(args: argparse.Namespace) -> int:
+    """Print (and with --out write) the exact operating characteristics of a user's stopping table."""
+    if args.nmax > BAYES_NMAX_LIMIT:
+        raise InputError(f"--nmax {args.nmax}: must be between 1 and {BAYES_NMAX_LIMIT}")
+    try:
+        rule = boundary_from_table(args.table, args.nmax)
+    except ValueError as exc:
+        raise InputError(f"--table {' '.join(f'{k}:{d}' for k, d in args.table)}: {exc}") from None
+    print("Stopping table given by the user: stop as soon as at least d of the first k evaluable patients have the "
+          "event.\n")
+    table = pd.DataFrame({"k": rule.looks, "stop_if_at_least": rule.stop_at})
+    _print_and_write(args, rule, boundary_oc(rule, args.true_rate), {"boundary.csv": _csv(table)})
+    return 0
+
+
+def _print_and_write(args: argparse.Namespace, rule: Boundary, oc: BoundaryOC, files: dict[str, str]) -> None:
+    """The boundary and its exact OC for people; with --out, the given files plus the OC tables and manifest."""
     print("Stopping boundary (stop if at least d events among the first k evaluable patients):")
-    print(format_boundary(boundary))
+    print(format_boundary(rule))
     print(f"\nExact operating characteristics if each outcome is known before the next patient is treated "
           f"(at most {args.nmax} patients;\noutcomes that take time to observe make the trial stop later than this):")
-    print(format_boundary_oc(oc))
+    print(format_boundary_oc(oc, rule.looks))
     if args.out:
-        write_atomically(args.out, {
-            "bayes_boundary.csv": _csv(boundary_table(boundary, a, b, args.threshold)),
-            "bayes_oc.csv": _csv(oc_table(oc)),
-            "bayes_oc_summary.csv": _csv(pd.DataFrame({
-                "true_rate": oc.rates, "p_stop": oc.p_stop, "expected_treated": oc.expected_treated})),
-            "manifest.json": _manifest(args),
-        })
-        print(f"\nWrote bayes_boundary.csv, bayes_oc.csv, bayes_oc_summary.csv and manifest.json to {args.out}/")
-    return 0
+        files = {**files, "oc_by_patient.csv": _csv(oc_table(oc)), "oc_summary.csv": _csv(pd.DataFrame({
+            "true_rate": oc.rates, "p_stop": oc.p_stop, "expected_treated": oc.expected_treated})),
+            "manifest.json": _manifest(args)}
+        write_atomically(args.out, files)
+        print(f"\nWrote {', '.join(files)} to {args.out}/")
 
 
 def default_true_rates(threshold: float) -> list[float]:
@@ -155,13 +173,15 @@ def _looks_text(looks: list[int]) -> str:
     if len(looks) == 1:
         return str(looks[0])
     step = looks[1] - looks[0]
-    return f"{looks[0]}-{looks[-1]}" if step == 1 else f"{looks[0]}-{looks[-1]} (every {step})"
+    if step == 1:
+        return f"{looks[0]}-{looks[-1]}"
+    return ", ".join(map(str, looks)) if len(looks) <= 3 else f"{looks[0]}-{looks[-1]} (every {step})"
 
 
-def format_boundary_oc(oc: BoundaryOC) -> str:
+def format_boundary_oc(oc: BoundaryOC, looks: tuple[int, ...]) -> str:
     """P(stopped by patient k) at four points, P(ever stopped) and the expected number treated, per true rate."""
     nmax = oc.p_stop_at.shape[1]
-    points = sorted({max(1, math.ceil(nmax * q)) for q in (0.25, 0.5, 0.75)} - {nmax})
+    points = sorted({_next_look(looks, math.ceil(nmax * q)) for q in (0.25, 0.5, 0.75)} - {nmax})
     header = "  true rate  " + "".join(f"P(stop by {k:>3})  " for k in points) + \
         f"P(stop by {nmax:>3}, ever)  expected number treated"
     rows = [header]
@@ -171,7 +191,12 @@ def format_boundary_oc(oc: BoundaryOC) -> str:
     return "\n".join(rows)
 
 
-def boundary_table(boundary: Boundary, a: float, b: float, threshold: float) -> pd.DataFrame:
+def _next_look(looks: tuple[int, ...], k: int) -> int:
+    """The first look at or after patient k (P(stopped by k) only changes at looks), or k if none is left."""
+    return next((look for look in looks if look >= k), k)
+
+
+def posterior_table(boundary: Boundary, a: float, b: float, threshold: float) -> pd.DataFrame:
     """One row per look: the stopping count and the posterior probability at it and at one event fewer."""
     d = np.array([np.nan if x is None else x for x in boundary.stop_at])
     k = np.array(boundary.looks)

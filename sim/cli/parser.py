@@ -98,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="true event rates for the OC (default: 0.5, 1, 1.5 and 2 times the threshold)")
     safety.add_argument("--out", type=Path, help="also write the boundary and OC as CSV to this folder")
     safety.set_defaults(command=design_commands.bayes_safety, design="bayes-safety")
+    table = designs.add_parser("boundary", help="exact OC of a protocol's table: stop if >= D events among first K")
+    table.add_argument("--table", nargs="+", type=_stop_rule, required=True, metavar="K:D",
+                       help="stop if at least D events among the first K evaluable patients; K increasing")
+    table.add_argument("--nmax", type=_positive_int, required=True, help="largest number of patients treated")
+    table.add_argument("--true-rate", nargs="+", type=_probability, required=True, metavar="P",
+                       help="true event rates for the OC")
+    table.add_argument("--out", type=Path, help="also write the OC as CSV to this folder")
+    table.set_defaults(command=design_commands.stopping_table, design="boundary")
 
     report = sub.add_parser("report", help="(re)write the HTML report of a sweep's output folder")
     report.add_argument("out", type=Path, help="a folder written by sweep")
@@ -165,6 +173,13 @@ def _probability(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a probability strictly between 0 and 1")
     return value
+
+
+def _stop_rule(text: str) -> tuple[int, int]:
+    k, _, d = text.partition(":")
+    if not (k.isdigit() and d.isdigit() and 1 <= int(d) <= int(k)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K:D, integers with 1 <= D <= K")
+    return int(k), int(d)
 
 
 def _positive_float(text: str) -> float:
