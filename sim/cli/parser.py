@@ -1,6 +1,6 @@
 """Command line of run_sim.py: the argument parser and its checks; the work is in commands.py.
 
-Commands: sweep (the default), trial, compare, sensitivity, describe, report, docs. Bad arguments
+Commands: sweep (the default), trial, compare, sensitivity, describe, design, report, docs. Bad arguments
 exit with status 2 before anything is written; so does bad input found by a command, with one
 message per problem naming the file (or --set override), the key, the value and what is allowed.
 """
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim.cli import commands
+from sim.cli import commands, design_commands
 from sim.cli.commands import DEFAULT_SCENARIO
 from sim.scenario.schema import InputError
 
@@ -72,6 +72,40 @@ def _parser() -> argparse.ArgumentParser:
     describe.add_argument("--n", type=_positive_int, default=60, help="enrollment for the accrual time (default 60)")
     describe.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
     describe.set_defaults(command=commands.describe)
+
+    design = sub.add_parser("design", help="exact design helpers: Simon two-stage designs, Bayesian safety rules")
+    designs = design.add_subparsers(required=True, metavar="DESIGN")
+    simon = designs.add_parser("simon", help="Simon optimal and minimax two-stage designs (exact enumeration)")
+    simon.add_argument("--p0", type=_probability, required=True, help="response rate not worth pursuing (H0)")
+    simon.add_argument("--p1", type=_probability, required=True, help="response rate that would be promising (H1)")
+    simon.add_argument("--alpha", type=_probability, default=0.05, help="one-sided type I error (default 0.05)")
+    simon.add_argument("--power", type=_probability, default=0.8, help="power at p1 (default 0.8)")
+    simon.add_argument("--nmax", type=_positive_int, default=100, help="largest total size searched (default 100)")
+    simon.add_argument("--out", type=Path, help="also write simon_designs.csv to this folder")
+    simon.set_defaults(command=design_commands.simon, design="simon")
+    safety = designs.add_parser("bayes-safety", help="stopping boundary of a Bayesian safety rule and its exact OC")
+    safety.add_argument("--prior-a", type=_positive_float, required=True, help="beta prior a (events)")
+    safety.add_argument("--prior-b", type=_positive_float, required=True, help="beta prior b (non-events)")
+    safety.add_argument("--threshold", type=_probability, required=True, help="event rate that is too high")
+    safety.add_argument("--cutoff", type=_probability, required=True,
+                        help="stop when P(rate > threshold | data) exceeds this")
+    safety.add_argument("--every", type=_positive_int, default=1, metavar="K",
+                        help="check every K evaluable patients (default 1)")
+    safety.add_argument("--min-evaluable", type=_positive_int, metavar="M",
+                        help="first check at M evaluable patients (default: the value of --every)")
+    safety.add_argument("--nmax", type=_positive_int, required=True, help="largest number of patients treated")
+    safety.add_argument("--true-rate", nargs="+", type=_probability, metavar="P",
+                        help="true event rates for the OC (default: 0.5, 1, 1.5 and 2 times the threshold)")
+    safety.add_argument("--out", type=Path, help="also write the boundary and OC as CSV to this folder")
+    safety.set_defaults(command=design_commands.bayes_safety, design="bayes-safety")
+    table = designs.add_parser("boundary", help="exact OC of a protocol's table: stop if >= D events among first K")
+    table.add_argument("--table", nargs="+", type=_stop_rule, required=True, metavar="K:D",
+                       help="stop if at least D events among the first K evaluable patients; K increasing")
+    table.add_argument("--nmax", type=_positive_int, required=True, help="largest number of patients treated")
+    table.add_argument("--true-rate", nargs="+", type=_probability, required=True, metavar="P",
+                       help="true event rates for the OC")
+    table.add_argument("--out", type=Path, help="also write the OC as CSV to this folder")
+    table.set_defaults(command=design_commands.stopping_table, design="boundary")
 
     report = sub.add_parser("report", help="(re)write the HTML report of a results folder (sweep, compare, "
                                            "sensitivity)")
@@ -141,6 +175,23 @@ def _probability(text: str) -> float:
         value = -1.0
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a probability strictly between 0 and 1")
+    return value
+
+
+def _stop_rule(text: str) -> tuple[int, int]:
+    k, _, d = text.partition(":")
+    if not (k.isdigit() and d.isdigit() and 1 <= int(d) <= int(k)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K:D, integers with 1 <= D <= K")
+    return int(k), int(d)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
     return value
 
 
