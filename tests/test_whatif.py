@@ -1,6 +1,7 @@
 """What-if studies: common random numbers across scenarios (measured), sensitivity directions, the
 compare and sensitivity commands end to end."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +58,29 @@ def test_compare_command_writes_tables_figure_and_report(tmp_path, capsys):
                  "--endpoints", "primary", "--quiet", "--out", str(out)])
     assert code == 0
     for name in ("compare_oc.csv", "compare_required_n.csv", "compare_differences.csv", "compare_resources.csv",
-                 "compare_power.png",
-                 "report.html", "manifest.json"):
+                 "compare_summary.csv", "compare_power_all_n.csv", "compare_power.png", "report.html",
+                 "manifest.json"):
         assert (out / name).is_file(), name
     diffs = pd.read_csv(out / "compare_differences.csv")
     assert set(diffs["scenario"]) == {"ngs_mrd", "few_donors"} and set(diffs["n"]) == {30, 50}
-    assert "few_donors" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "few_donors" in page and "No suitable donor of any type: 0.03 -&gt; 0.3" in page
     assert "power difference from base" in capsys.readouterr().out
+
+
+def test_compare_resources_are_totalled_at_each_scenarios_own_required_n(tmp_path):
+    """Each scenario is judged at its own required n (first target power at its own RFS), not at the largest n."""
+    out = tmp_path / "cmp"
+    assert main(["compare", "--scenario", str(BASE), "--variant", "few_donors:donor.p_no_donor=0.4",
+                 "--n", "20:100:40", "--reps", "60", "--jobs", "1", "--endpoints", "primary", "--target-power", "0.5",
+                 "--quiet", "--out", str(out)]) == 0
+    sizes = pd.read_csv(out / "compare_required_n.csv")
+    own = sizes[sizes["at"] == "scenario"].set_index("scenario")["required_n"]
+    resources = pd.read_csv(out / "compare_resources.csv").groupby("scenario")["n"].first()
+    summary = pd.read_csv(out / "compare_summary.csv").set_index("scenario")["n"]
+    assert own["base"] < own["few_donors"] < 100          # two different answers inside the grid
+    for name in ("base", "few_donors"):
+        assert resources[name] == summary[name] == own[name], name
 
 
 @pytest.mark.parametrize("args", [
@@ -87,10 +104,25 @@ def test_sensitivity_command_ranks_parameters_by_swing(tmp_path, capsys):
     assert code == 0
     tornado = pd.read_csv(out / "tornado.csv")
     assert list(tornado["key"]) == ["post_transplant.nrm_incidence", "response.p_cr"]
-    assert tornado["swing"].is_monotonic_decreasing
-    assert (out / "tornado.png").is_file()
+    assert tornado["power_swing"].is_monotonic_decreasing
+    assert list(tornado["label"]) == ["Cumulative incidence of non-relapse mortality at the landmark",
+                                      "Complete remission"]
+    for name in ("tornado.png", "report.html"):
+        assert (out / name).is_file(), name
     table = pd.read_csv(out / "sensitivity.csv")
     assert len(table) == 5
+    assert (table.sort_values("value").query("key == 'post_transplant.nrm_incidence'")["true_rfs"].diff().dropna()
+            < 0).all()       # more NRM, lower implied RFS
+
+
+def test_sensitivity_reuses_values_equal_to_the_scenario_as_given(tmp_path):
+    out = tmp_path / "sens"
+    assert main(["sensitivity", "--vary", "response.p_cr=0.75:0.85:3", "--n", "40", "--reps", "20", "--jobs", "1",
+                 "--quiet", "--out", str(out)]) == 0
+    assert not (out / "response.p_cr=0.85").exists() and (out / "response.p_cr=0.75").is_dir()
+    table = pd.read_csv(out / "sensitivity.csv").set_index("value")
+    base = json.loads((out / "manifest.json").read_text())["base"]
+    assert table.loc[0.85, "power"] == base["power"]
 
 
 def test_variant_and_range_syntax_errors_are_clear():

@@ -228,159 +228,6 @@ def _grid_text(ns: tuple[int, ...]) -> str:
 FORECAST_REPS = 200  # simulated trials behind the resource forecast (the first replicates of the study)
 
 
-COMPARE_FORECAST_REPS = 100  # trials per scenario behind the comparison's resource totals
-
-
-def compare(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from sim.analysis.endpoints import SECONDARY
-    from sim.report.compare_report import write_compare_report
-    from sim.report.study_figures import compare_figure
-    from sim.study.resources import simulated_use, trial_totals
-    from sim.study.runner import arm_models
-    from sim.study.whatif import named_scenarios, paired_differences, scenario_summaries
-
-    files = args.scenario or [DEFAULT_SCENARIO]
-    scenarios = named_scenarios(files, args.variant, args.overrides)
-    if len(scenarios) < 2:
-        raise InputError("compare needs at least two scenarios: repeat --scenario, or add --variant NAME:KEY=VALUE")
-    models = {}
-    for name, scenario in scenarios.items():
-        try:
-            models[name] = arm_models(scenario)
-        except ScenarioError as exc:
-            raise ScenarioError(f"scenario {name!r}: {exc}") from None
-    ns = tuple(sorted({n for spec in args.n for n in spec}))
-    started = time.time()
-    replicates = _run_scenarios(args, scenarios, models, ns)
-    analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
-    targets = tuple(args.target_power)
-    oc, sizes = scenario_summaries(scenarios, models, replicates, args.seed, targets, analyses)
-    reference = next(iter(scenarios))
-    diffs = paired_differences(replicates, reference)
-    forecast_reps = min(args.reps, COMPARE_FORECAST_REPS)
-    resources = pd.concat([trial_totals(simulated_use(sc, max(ns), args.seed, forecast_reps, models[name]["design"]))
-                           .assign(scenario=name) for name, sc in scenarios.items()], ignore_index=True)
-    finished = time.time()
-    manifest = {
-        "command": "compare", "scenario_files": {f: scenario_files(f) for f in files}, "variants": args.variant,
-        "overrides": args.overrides, "n": list(ns), "reps": args.reps, "seed": args.seed,
-        "endpoints": args.endpoints, "backend": args.backend, "jobs": args.jobs, "chunk_size": args.chunk_size,
-        "scenarios": {name: sc.model_dump() for name, sc in scenarios.items()}, "reference": reference,
-        "forecast_n": max(ns), "forecast_reps": forecast_reps,
-        "versions": package_versions(), "code_version": code_version(), "machine": machine(),
-        "started": iso_time(started), "finished": iso_time(finished), "wall_seconds": round(finished - started, 2),
-    }
-    write_atomically(args.out, {
-        "compare_oc.csv": oc.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "compare_required_n.csv": sizes.to_csv(index=False, lineterminator="\n"),
-        "compare_differences.csv": diffs.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "compare_resources.csv": resources.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "compare_power.png": compare_figure(oc, targets, f"Power by scenario ({args.reps} replicates each, "
-                                                         "common random numbers)"),
-        "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
-    })
-    report = write_compare_report(args.out)
-    print(format_comparison(oc, sizes, diffs))
-    print(f"\n{len(scenarios)} scenarios x {args.reps} replicates x {len(ns)} sample sizes in "
-          f"{finished - started:.1f} s. Report: {report}")
-    return 0
-
-
-def _run_scenarios(args: argparse.Namespace, scenarios: dict, models: dict, ns: tuple[int, ...]
-                   ) -> dict[str, pd.DataFrame]:
-    from sim.study.whatif import run_scenarios
-
-    executor = _executor(args)
-    try:
-        with _progress(args.reps * len(scenarios), args.quiet) as bar:
-            return run_scenarios(scenarios, models, ns, args.reps, args.seed, args.endpoints, args.out, executor,
-                                 args.chunk_size, progress=bar.update)
-    finally:
-        _close(executor)
-
-
-def format_comparison(oc: pd.DataFrame, sizes: pd.DataFrame, diffs: pd.DataFrame) -> str:
-    """Required n and power by scenario, then paired power differences from the reference."""
-    primary = oc[oc["analysis"] == "rfs"]
-    ns = sorted(primary["n"].unique())
-    lines = ["scenario".ljust(22) + "".join(f"n={n:<13d}" for n in ns) + "  required n"]
-    for name, block in primary.groupby("scenario", sort=False):
-        block = block.set_index("n")
-        need = sizes[sizes["scenario"] == name]
-        needed = ", ".join(f"{t:g}: {'>' + str(m) if r != r else f'{r:.0f}'}"
-                           for t, r, m in zip(need["target_power"], need["required_n"], need["largest_n"],
-                                              strict=True))
-        lines.append(name[:21].ljust(22) + "".join(f"{block.loc[n, 'power']:.3f} ({block.loc[n, 'power_mcse']:.3f})  "
-                                                   for n in ns) + needed)
-    if not diffs.empty:
-        lines.append(f"\npower difference from {diffs['reference'].iloc[0]} (paired MCSE; independent runs "
-                     "would give the MCSE in brackets):")
-        for name, block in diffs.groupby("scenario", sort=False):
-            lines.append(name[:21].ljust(22) + "".join(
-                f"{r.power_difference:+.3f} {r.mcse_paired:.3f} [{r.mcse_independent:.3f}]  "
-                for r in block.itertuples()))
-    return "\n".join(lines)
-
-
-def sensitivity(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from sim.report.study_figures import tornado_figure
-    from sim.study.runner import arm_models
-    from sim.study.whatif import scenario_summaries, sensitivity_values, tornado_table
-
-    base = load_scenario(args.scenario, args.overrides)
-    scenarios = {"as given": base}
-    models = {"as given": _calibrated(args, arm_models, base)}
-    labels = {}
-    for spec in args.vary:
-        key, values = sensitivity_values(spec)
-        for value in values:
-            item = f"{key}={value:.6g}"
-            try:
-                scenario = load_scenario(args.scenario, [*args.overrides, item])
-                solved = arm_models(scenario)
-            except ScenarioError as exc:
-                raise ScenarioError(f"--vary {spec}: at {item}: {exc}") from None
-            name = item.replace("/", "_")
-            scenarios[name] = scenario
-            models[name] = solved
-            labels[name] = (key, float(value))
-    ns = tuple(sorted({n for spec in args.n for n in spec}))
-    started = time.time()
-    replicates = _run_scenarios(args, scenarios, models, ns)
-    oc, sizes = scenario_summaries(scenarios, models, replicates, args.seed, tuple(args.target_power), ("rfs",))
-    at_n = max(ns)
-    power = oc[(oc["analysis"] == "rfs") & (oc["n"] == at_n)].set_index("scenario")
-    first_target = sizes[sizes["target_power"] == args.target_power[0]].set_index("scenario")
-    table = pd.DataFrame([{"key": key, "value": value, "n": at_n, "power": power.loc[name, "power"],
-                           "power_mcse": power.loc[name, "power_mcse"],
-                           "required_n": first_target.loc[name, "required_n"]}
-                          for name, (key, value) in labels.items()])
-    tornado = tornado_table(table)
-    base_power = float(power.loc["as given", "power"])
-    write_atomically(args.out, {
-        "sensitivity.csv": table.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "tornado.csv": tornado.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "tornado.png": tornado_figure(tornado, base_power, at_n, float(first_target.loc["as given", "required_n"]),
-                                      ns),
-        "manifest.json": json.dumps({
-            "command": "sensitivity", "scenario_file": str(args.scenario), "overrides": args.overrides,
-            "vary": args.vary, "n": list(ns), "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints,
-            "versions": package_versions(), "code_version": code_version(), "machine": machine(),
-            "wall_seconds": round(time.time() - started, 2)}, indent=2, sort_keys=True) + "\n",
-    })
-    print(f"Power at n = {at_n} as given: {base_power:.3f}; one-way ranges, largest swing first:")
-    for r in tornado.itertuples():
-        print(f"  {r.key:<40} {r.low_value:>8g} -> power {r.power_low:.3f}   {r.high_value:>8g} -> power "
-              f"{r.power_high:.3f}   (swing {r.swing:.3f})")
-    print(f"(each power has MCSE <= {table['power_mcse'].max():.3f}; {args.reps} replicates, common random "
-          f"numbers across values)\nWrote sensitivity.csv, tornado.csv, tornado.png to {args.out}/")
-    return 0
-
-
 def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFrame, alpha: float) -> str:
     """Power at the scenario's truth and at p1, type I error and precision of the primary endpoint by n."""
     rows = oc[oc["analysis"] == "rfs"].sort_values("n")
@@ -408,25 +255,6 @@ def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFram
 
 def _cores(jobs: int) -> int:
     return (os.cpu_count() or 1) if jobs == -1 else jobs
-
-
-class _NoBar:
-    def update(self, k: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _progress(total: int, quiet: bool):
-    if quiet or not sys.stderr.isatty():
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="rep", desc="replicates", dynamic_ncols=True)
 
 
 def describe(args: argparse.Namespace) -> int:
@@ -474,8 +302,9 @@ def describe(args: argparse.Namespace) -> int:
 
 
 REPORT_FILES = {"sweep": ("manifest.json", "oc.csv", "power_all_n.csv", "required_n.csv", "flow_expected.csv"),
-                "compare": ("manifest.json", "compare_oc.csv", "compare_required_n.csv"),
-                "sensitivity": ("manifest.json", "sensitivity.csv", "tornado.csv")}
+                "compare": ("manifest.json", "compare_oc.csv", "compare_required_n.csv", "compare_summary.csv",
+                            "compare_differences.csv", "compare_resources.csv", "compare_power.png"),
+                "sensitivity": ("manifest.json", "sensitivity.csv", "tornado.csv", "tornado.png")}
 
 
 def report(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim.cli import commands, design_commands
+from sim.cli import commands, design_commands, whatif_commands
 from sim.cli.commands import DEFAULT_SCENARIO
 from sim.scenario.schema import InputError
 
@@ -58,14 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                          help="override applied to every scenario (repeatable)")
     _study_args(compare, n_default=list(range(20, 101, 20)), reps=1000, endpoints="all", out="results/compare")
-    compare.set_defaults(command=commands.compare)
+    compare.set_defaults(command=whatif_commands.compare)
 
     sensitivity = sub.add_parser("sensitivity", help="one-way sensitivity of power: a tornado over parameter ranges")
     _scenario_args(sensitivity)
     sensitivity.add_argument("--vary", action="append", required=True, metavar="SECTION.KEY=LO:HI:K",
                              help="a parameter and K values from LO to HI (repeatable)")
     _study_args(sensitivity, n_default=[60], reps=1000, endpoints="primary", out="results/sensitivity")
-    sensitivity.set_defaults(command=commands.sensitivity)
+    sensitivity.set_defaults(command=whatif_commands.sensitivity)
 
     describe = sub.add_parser("describe", help="what a scenario implies, without simulating (under a second)")
     _scenario_args(describe)

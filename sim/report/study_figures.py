@@ -122,42 +122,83 @@ def compare_figure(oc: pd.DataFrame, targets: tuple[float, ...], title: str) -> 
     return png(fig)
 
 
-def tornado_figure(tornado: pd.DataFrame, base_power: float, n: int, base_required_n: float = np.nan,
-                   grid: tuple[int, ...] = ()) -> bytes:
-    """One-way sensitivity: power at n (and, with an n grid, the required n) at the low and high end of
-    each parameter's range, largest swing on top."""
-    with_n = bool(tornado["required_n_low"].notna().any() or tornado["required_n_high"].notna().any())
-    fig, axes = plt.subplots(1, 2 if with_n else 1, figsize=(13 if with_n else 9, 0.6 * len(tornado) + 1.8),
-                             squeeze=False)
+def tornado_figure(tornado: pd.DataFrame, base: dict, labels: dict[str, str], grid: tuple[int, ...], reps: int
+                   ) -> bytes:
+    """One-way sensitivity, largest influence on top: the required n (with an n grid) or the power (one n),
+    and the median months to the final analysis. Bar ends are the parameter's low and high value, annotated
+    with the implied true RFS and P(reach HSCT); error bars are the Monte Carlo ranges (+-1.96 MCSE)."""
+    with_n = bool(tornado[["required_n_low", "required_n_high"]].notna().any().any())
     rows = tornado.iloc[::-1].reset_index(drop=True)
-    panels = [("power_low", "power_high", base_power, f"Power at n = {n} enrolled", (0, 1))]
+    fig, axes = plt.subplots(1, 2, figsize=(13.5, 0.75 * len(rows) + 2.2), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.6, 1]})
+    first, second = axes[0]
     if with_n:
-        pad = (max(grid) - min(grid)) * 0.05 + 1 if grid else 5
-        panels.append(("required_n_low", "required_n_high", base_required_n,
-                       "Required n enrolled for the first target power (no bar: beyond the grid)",
-                       (min(grid) - pad, max(grid) + pad) if grid else None))
-    for k, (ax, (low, high, base, label, limits)) in enumerate(zip(axes[0], panels, strict=True)):
-        for i, r in rows.iterrows():
-            if not (np.isfinite(r[low]) and np.isfinite(r[high])):
-                continue
-            lo, hi = sorted((r[low], r[high]))
-            if hi > lo:
-                ax.barh(i, hi - lo, left=lo, color="#9bb7dd", edgecolor="#34568b")
-            else:  # the same value at both ends: a mark, not an invisible bar
-                ax.plot([lo], [i], marker="D", color="#34568b")
-            rising = r[low] <= r[high]
-            ax.text(r[low], i, f" {r['low_value']:g} ", va="center", fontsize=8, ha="right" if rising else "left")
-            ax.text(r[high], i, f" {r['high_value']:g} ", va="center", fontsize=8, ha="left" if rising else "right")
-        if np.isfinite(base):
-            ax.axvline(base, color="black", lw=1, ls="--", label=f"scenario as given: {base:.3g}")
-            ax.legend(loc="lower left", fontsize=8)
-        ax.set_yticks(range(len(rows)), labels=list(rows["key"]) if k == 0 else [""] * len(rows))
-        ax.set_xlabel(f"{label}\n(bar ends: parameter at the low / high value)")
-        if limits:
-            ax.set_xlim(*limits)
-        ax.grid(alpha=0.3, axis="x")
-    fig.suptitle("One-way sensitivity, ranked by influence on power", fontsize=11)
+        top = max(grid) + 1
+        _tornado_panel(first, rows, "required_n", base["required_n"], errors=("required_n_low", "required_n_high"),
+                       cap=top, fmt="{:.0f}")
+        first.set_xlabel(f"Enrolled patients needed for {base['target_power']:g} power at the scenario's own RFS\n"
+                         f"(whiskers: Monte Carlo range; a bar end at {top} means 'more than {max(grid)}')")
+    else:
+        _tornado_panel(first, rows, "power", base["power"], mcse="power_mcse", fmt="{:.2f}")
+        first.set_xlabel(f"Power at n = {base['n']} enrolled (whiskers: +-1.96 Monte Carlo SE)")
+    first.set_yticks(range(len(rows)), labels=[f"{_wrap(labels[k])}\n({k})" for k in rows["key"]], fontsize=8)
+    _tornado_panel(second, rows, "duration_months_p50", base["duration_months_p50"], fmt="{:.0f}")
+    second.set_yticks(range(len(rows)), labels=[""] * len(rows))
+    second.set_xlabel(f"Median months from first enrollment to the final analysis, at n = {base['n']}")
+    fig.suptitle(f"One-way sensitivity ({reps} simulated trials per value; bar ends: the low and the high value "
+                 "of each input, with the true 18-month RFS and P(reach HSCT) it implies)", fontsize=10)
     return png(fig)
+
+
+def _wrap(text: str, width: int = 34) -> str:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "\n".join([*lines, line])
+
+
+def _tornado_panel(ax, rows: pd.DataFrame, measure: str, base: float, fmt: str, mcse: str | None = None,
+                   errors: tuple[str, str] | None = None, cap: float | None = None) -> None:
+    """Bars from the low-value to the high-value result of one measure, annotated at both ends."""
+    for i, r in rows.iterrows():
+        ends = []
+        for side in ("low", "high"):
+            value = r[f"{measure}_{side}"]
+            if value != value and cap is not None:
+                value = cap
+            ends.append(value)
+        if not all(np.isfinite(ends)):
+            continue
+        lo, hi = sorted(ends)
+        if hi > lo:
+            ax.barh(i, hi - lo, left=lo, height=0.5, color="#9bb7dd", edgecolor="#34568b")
+        else:
+            ax.plot([lo], [i], marker="D", color="#34568b")
+        for side, value, dy in (("low", ends[0], -0.3), ("high", ends[1], 0.3)):
+            y = i + dy / 3          # each end's whisker on its own line, next to its label
+            if mcse:
+                ax.errorbar(value, y, xerr=1.96 * r[f"{mcse}_{side}"], color="black", capsize=3, lw=0.8)
+            if errors:
+                lo_e, hi_e = r[f"{errors[0]}_{side}"], r[f"{errors[1]}_{side}"]
+                hi_e = cap if hi_e != hi_e and cap is not None else hi_e
+                if np.isfinite(lo_e) and np.isfinite(hi_e):
+                    ax.errorbar(value, y, xerr=[[max(value - lo_e, 0)], [max(hi_e - value, 0)]], color="black",
+                                capsize=3, lw=0.8)
+            note = (f"{r[side + '_value']:g}: {fmt.format(value)} (RFS {r['true_rfs_' + side]:.0%}, HSCT "
+                    f"{r['p_reach_hsct_' + side]:.0%})")
+            ax.text(value, i + dy, note, va="center", ha="center", fontsize=7)
+    if np.isfinite(base):
+        ax.axvline(base, color="black", lw=1, ls="--", label=f"scenario as given: {fmt.format(base)}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    lo, hi = ax.get_xlim()
+    pad = (hi - lo) * 0.18       # room for the labels at the bar ends
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.grid(alpha=0.3, axis="x")
 
 
 def expected_flow_figure(flow: pd.DataFrame, n: int, reps: int) -> bytes:

@@ -513,6 +513,14 @@ def _allowed(loc: tuple[Any, ...]) -> str:
     return f"allowed: {field_range(field)}{described}"
 
 
+def key_label(key: str) -> str:
+    """A dotted key in clinical words, from the schema's description, e.g. 'Complete remission'."""
+    field = _field_at(tuple(key.split(".")))
+    if field is None or not field.description:
+        return key
+    return field.description.split(" (")[0].split(";")[0]
+
+
 def field_range(field: Any) -> str:
     """The allowed values of a schema field in words, e.g. '0 <= x <= 1' or 'one of MFC, NGS'."""
     annotation = field.annotation

@@ -9,6 +9,7 @@ runs (which `paired_differences` reports alongside, as sqrt(MCSE_A^2 + MCSE_B^2)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,9 @@ import pandas as pd
 
 from sim.scenario.calibrate import PostTransplantModel
 from sim.scenario.schema import InputError, Scenario, load_scenario
-from sim.study.oc import operating_characteristics, required_n
-from sim.study.runner import Executor, Study, run_study
+from sim.study.runner import Executor, Study
+from sim.study.sizing import SizingResults, run_sizing
 from sim.study.truth import true_values
-
-SUMMARY_COLUMNS = ("power", "power_mcse", "type1", "type1_mcse", "true", "mean", "bias", "coverage",
-                   "halfwidth_mean", "p_not_evaluable", "transplanted_mean", "evaluable_mean", "duration_months_mean")
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -50,27 +48,56 @@ def named_scenarios(files: list[str], variants: list[str], overrides: list[str])
     return scenarios
 
 
+@dataclass(frozen=True)
+class ScenarioRun:
+    """One scenario of a what-if study: its sizing results and truths."""
+
+    scenario: Scenario
+    results: SizingResults
+    truths: dict[str, dict[str, float]]
+
+
 def run_scenarios(scenarios: dict[str, Scenario], models: dict[str, dict[str, PostTransplantModel]],
-                  ns: tuple[int, ...], reps: int, seed: int, endpoints: str, out: Path,
-                  executor: Executor, chunk_size: int,
-                  progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
-    """Each scenario's replicate rows (OUT/<name>/, resumable), all from the same seed."""
-    return {name: run_study(Study(scenario, ns, reps, seed, endpoints), out / name, executor, chunk_size, progress,
-                            models[name])
-            for name, scenario in scenarios.items()}
+                  ns: tuple[int, ...], reps: int, seed: int, endpoints: str, out: Path, executor: Executor,
+                  chunk_size: int, targets: tuple[float, ...],
+                  progress: Callable[[str], Callable[[int], None] | None] | None = None,
+                  itt_truth: bool = True) -> dict[str, ScenarioRun]:
+    """Each scenario's sizing study (grid and refinement) in OUT/<name>/, resumable, all from the same seed.
 
-
-def scenario_summaries(scenarios: dict[str, Scenario], models: dict[str, dict[str, PostTransplantModel]],
-                       replicates: dict[str, pd.DataFrame], seed: int, targets: tuple[float, ...],
-                       analyses: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Operating characteristics (all analyses) and required n, one block per scenario."""
-    ocs, sizes = [], []
+    progress(label) returns the progress callback for that scenario's run (or None); itt_truth=False skips
+    the simulated ITT truth (NaN), which only the ITT row's bias and coverage use.
+    """
+    runs = {}
     for name, scenario in scenarios.items():
-        truths = true_values(scenario, models[name], seed, itt="itt" in analyses)
-        oc = operating_characteristics(replicates[name], truths, analyses)
-        ocs.append(oc.assign(scenario=name))
-        sizes.append(required_n(oc, targets).assign(scenario=name))
-    return pd.concat(ocs, ignore_index=True), pd.concat(sizes, ignore_index=True)
+        truths: dict[str, dict[str, float]] = {}
+
+        def solve(scenario=scenario, model=models[name], truths=truths) -> dict[str, dict[str, float]]:
+            truths.update(true_values(scenario, model, seed, itt=itt_truth and endpoints != "rfs"))
+            return truths
+
+        def refine(extra: tuple[int, ...], name=name):
+            return progress(f"{name}: refinement") if progress is not None else None
+
+        results = run_sizing(Study(scenario, ns, reps, seed, endpoints), out / name, executor, solve, targets,
+                             models[name], chunk_size, progress=progress(name) if progress is not None else None,
+                             refine_progress=refine)
+        runs[name] = ScenarioRun(scenario, results, truths)
+    return runs
+
+
+def combined(runs: dict[str, ScenarioRun]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Grid OC (all analyses), primary OC at every simulated n, and required n, each with a scenario column."""
+    oc = pd.concat([r.results.oc.assign(scenario=name) for name, r in runs.items()], ignore_index=True)
+    primary = pd.concat([r.results.oc_primary.assign(scenario=name) for name, r in runs.items()], ignore_index=True)
+    sizes = pd.concat([r.results.sizes.assign(scenario=name) for name, r in runs.items()], ignore_index=True)
+    return oc, primary, sizes
+
+
+def own_required_n(run: ScenarioRun) -> int | None:
+    """The scenario's required n for the first target power at its own truth (None if not reached)."""
+    sizes = run.results.sizes
+    own = sizes[sizes["at"] == "scenario"].sort_values("target_power").iloc[0]
+    return int(own.required_n) if own.required_n == own.required_n else None
 
 
 def paired_differences(replicates: dict[str, pd.DataFrame], reference: str, column: str = "rfs_reject"
@@ -109,15 +136,53 @@ def sensitivity_values(spec: str) -> tuple[str, np.ndarray]:
     return key, np.linspace(lo, hi, k)
 
 
+def reference_n(runs: dict[str, ScenarioRun], base: str) -> int:
+    """The n at which a sensitivity study compares power and duration: the grid n closest to the base's
+    required n (the largest n when it is not reached; the only n with a single-n grid)."""
+    grid = np.array(sorted(runs[base].results.oc["n"].unique()))
+    own = own_required_n(runs[base])
+    target = grid[-1] if own is None else own
+    return int(grid[np.abs(grid - target).argmin()])
+
+
+def sensitivity_table(runs: dict[str, ScenarioRun], labels: dict[str, tuple[str, float]], base: str,
+                      reach: Callable[[Scenario], float]) -> pd.DataFrame:
+    """One row per (key, value): power and median duration at the reference n, required n with its
+    Monte Carlo range (first target, at the scenario's own truth), the implied true RFS and P(reach HSCT)."""
+    at_n = reference_n(runs, base)
+    rows = []
+    for name, (key, value) in labels.items():
+        run = runs[name]
+        oc = run.results.oc
+        r = oc[(oc["analysis"] == "rfs") & (oc["n"] == at_n)].iloc[0]
+        sizes = run.results.sizes
+        own = sizes[sizes["at"] == "scenario"].sort_values("target_power").iloc[0]
+        rows.append({"key": key, "value": value, "scenario": name, "n": at_n, "power": r.power,
+                     "power_mcse": r.power_mcse, "duration_months_p50": r.duration_months_p50,
+                     "duration_months_p10": r.duration_months_p10, "duration_months_p90": r.duration_months_p90,
+                     "target_power": own.target_power, "required_n": own.required_n,
+                     "required_n_low": own.required_n_low, "required_n_high": own.required_n_high,
+                     "largest_n": own.largest_n, "true_rfs": run.truths["design"]["rfs"],
+                     "p_reach_hsct": reach(run.scenario)})
+    return pd.DataFrame(rows)
+
+
 def tornado_table(sensitivity: pd.DataFrame) -> pd.DataFrame:
-    """Per parameter: power at the low and high end of its range, ranked by the size of the swing."""
+    """Per parameter, the low and high end of its range: every measure of sensitivity_table, ranked by the
+    swing in required n when any value reaches the target (a value that does not counts as largest n + 1),
+    otherwise by the swing in power."""
     rows = []
     for key, block in sensitivity.groupby("key", sort=False):
         block = block.sort_values("value")
         low, high = block.iloc[0], block.iloc[-1]
-        rows.append({"key": key, "low_value": low["value"], "high_value": high["value"],
-                     "power_low": low["power"], "power_high": high["power"],
-                     "swing": abs(high["power"] - low["power"]),
-                     "required_n_low": low.get("required_n", np.nan),
-                     "required_n_high": high.get("required_n", np.nan)})
-    return pd.DataFrame(rows).sort_values("swing", ascending=False).reset_index(drop=True)
+        row = {"key": key, "low_value": low["value"], "high_value": high["value"]}
+        for measure in ("power", "power_mcse", "duration_months_p50", "required_n", "required_n_low",
+                        "required_n_high", "true_rfs", "p_reach_hsct"):
+            row[f"{measure}_low"], row[f"{measure}_high"] = low[measure], high[measure]
+        needed = block["required_n"].fillna(block["largest_n"] + 1)
+        row["n_swing"] = float(needed.max() - needed.min()) if block["required_n"].notna().any() else np.nan
+        row["power_swing"] = float(abs(high["power"] - low["power"]))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    by = "n_swing" if table["n_swing"].notna().any() else "power_swing"
+    return table.sort_values([by, "power_swing"], ascending=False, na_position="last").reset_index(drop=True)
