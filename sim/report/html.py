@@ -43,6 +43,11 @@ font-size: 0.8em; } .summary { background: #f4f8ec; border: 1px solid #9bb86b; p
 .note { color: #555; font-size: 0.9em; } table.text td, table.text th { text-align: left; }
 """
 
+# Where a reader finds the explanations (relative to the project folder; the report must not point elsewhere).
+DOCS_NOTE = ('<p class="note">How to read this report: see docs/reading-a-report.md in the project. The model, its '
+             'assumptions and their literature sources: docs/model.md; the statistics: docs/statistics.md; the '
+             'output files: docs/datasets.md.</p>')
+
 OC_COLUMNS = (("n", "n enrolled", "{:.0f}"), ("transplanted_mean", "transplanted (mean)", "{:.1f}"),
               ("evaluable_mean", "evaluable (mean)", "{:.1f}"), ("power", "power", "{:.3f}"),
               ("power_mcse", "MCSE", "{:.3f}"), ("type1", "type I error", "{:.3f}"), ("type1_mcse", "MCSE", "{:.3f}"),
@@ -86,7 +91,7 @@ def write_report(out: Path) -> Path:
     ]
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sizing study: "
             f"{html.escape(scenario.name)}</title><style>{STYLE}</style></head><body>"
-            + "".join(sections) + "</body></html>")
+            + "".join(sections) + DOCS_NOTE + "</body></html>")
     path = out / "report.html"
     tmp = out / ".report.html.tmp"
     tmp.write_text(page, encoding="utf-8")
@@ -259,7 +264,7 @@ def write_compare_report(out: Path) -> Path:
         ], text=True)),
     ]
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Scenario comparison</title>"
-            f"<style>{STYLE}</style></head><body>" + "".join(sections) + "</body></html>")
+            f"<style>{STYLE}</style></head><body>" + "".join(sections) + DOCS_NOTE + "</body></html>")
     path = out / "report.html"
     tmp = out / ".report.html.tmp"
     tmp.write_text(page, encoding="utf-8")
