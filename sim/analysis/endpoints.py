@@ -57,18 +57,17 @@ class Observed:
     @cached_property
     def follow_end(self) -> np.ndarray:
         """End of follow-up, days since HSCT."""
-        return self._follow_ends.min(axis=0)
+        horizon = self.history.scenario.post_transplant.horizon_months * DAYS_PER_MONTH
+        return np.minimum(np.minimum(self.cutoff_day - self.hsct_day, self._since("ltfu_day")), horizon)
 
     @cached_property
     def follow_end_cause(self) -> np.ndarray:
-        """What ends each patient's follow-up: 1 = data cutoff, 2 = lost to follow-up, 3 = end of simulated horizon."""
-        return self._follow_ends.argmin(axis=0) + 1 if self.hsct.size else np.empty(0, dtype=np.int64)
+        """What ends each patient's follow-up: 1 = data cutoff, 2 = lost to follow-up, 3 = end of simulated horizon.
 
-    @cached_property
-    def _follow_ends(self) -> np.ndarray:
-        """Days since HSCT to the cutoff, to loss to follow-up and to the horizon (one row each; ties: first)."""
-        horizon = self.history.scenario.post_transplant.horizon_months * DAYS_PER_MONTH
-        return np.stack([self.cutoff_day - self.hsct_day, self._since("ltfu_day"), np.full(self.hsct.size, horizon)])
+        follow_end is exactly one of the three ends (a minimum); ties go to the cutoff, then loss to follow-up.
+        """
+        end = self.follow_end
+        return np.where(end == self.cutoff_day - self.hsct_day, 1, np.where(end == self._since("ltfu_day"), 2, 3))
 
     @cached_property
     def relapse(self) -> np.ndarray:
