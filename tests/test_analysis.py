@@ -32,7 +32,8 @@ R = 2000                      # trials in the coverage and size studies
 N_PER_TRIAL = 100             # transplanted patients per trial there
 
 ALL_TRANSPLANTED = {**NO_PRE_TRANSPLANT_RISK, "post_transplant.relapse_shape": 1.0, "post_transplant.nrm_shape": 1.0}
-ENDPOINT_KEYS = {"endpoint", "estimate", "se", "lower", "upper", "n", "events", "method", "not_evaluable_reason"}
+ENDPOINT_KEYS = {"key", "endpoint", "estimate", "se", "lower", "upper", "n", "events", "test", "null_value", "alpha",
+                 "statistic", "p_value", "reject", "test_reason", "method", "not_evaluable_reason"}
 
 
 @pytest.fixture(scope="module")
@@ -288,15 +289,18 @@ def test_endpoint_rows(risky_trial):
     h = risky_trial
     rows = endpoints(h)
     names = [r["endpoint"] for r in rows]
-    assert len(names) == len(set(names)) == 17
+    assert len(names) == len(set(names)) == 22
+    assert len({r["key"] for r in rows}) == 22
     assert all(set(r) == ENDPOINT_KEYS for r in rows)
     by_name = dict(zip(names, rows, strict=True))
     primary = primary_analysis(h)
     assert _same(rows[0]["estimate"], primary.estimate.estimate) and rows[0]["n"] == primary.n_transplanted
     assert by_name["enrolled"]["estimate"] == 80
     assert by_name["transplanted by the cutoff"]["estimate"] == primary.n_transplanted
+    assert (rows[0]["statistic"], rows[0]["p_value"], rows[0]["reject"]) == (
+        primary.test.statistic, primary.test.p_value, primary.test.reject)
     rates = [r for r in rows if np.isfinite(r["se"])]
-    assert len(rates) == 12
+    assert len(rates) == 17
     for r in rates:
         assert 0.0 <= r["lower"] <= r["estimate"] <= r["upper"] <= 1.0, r
         assert not r["not_evaluable_reason"], r

@@ -37,6 +37,7 @@ def test_report_has_every_section_and_is_self_contained(sweep_folder):
     for external in ("http://", "https://", "<script", "<link", "@import", "url("):
         assert external not in page, external
     assert "scenarios/base.toml" in page and "GIMEMA" in page  # the sources, from the scenario file itself
+    assert "docs/reading-a-report.md" in page and "shared/" not in page and "DESIGN.md" not in page
 
 
 def test_report_command_rewrites_report_and_refuses_other_folders(sweep_folder, tmp_path, capsys):

@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "scenarios" / "base.toml"
 REFERENCE = ROOT / "scenarios" / "README.md"
 BASE_DATA: dict[str, Any] = tomllib.loads(BASE.read_text(encoding="utf-8"))
-OUTPUT_FILES = {"patients.csv", "events.csv", "flow.csv", "manifest.json"}  # at least these
+OUTPUT_FILES = {"latent_patients.csv", "latent_events.csv", "adsl.csv", "adtte.csv", "endpoints.csv", "flow.csv",
+                "manifest.json"}  # at least these
 DELETE = object()  # marks a key to remove in `mutate`
 
 
@@ -560,7 +561,7 @@ def test_cli_degenerate_scenario_without_transplants_runs(tmp_path: Path, capsys
     out = tmp_path / "out"
     status, _, _ = run_cli(["trial", "--n", "5", "--out", str(out), "--set", "induction.p_death=1"], capsys)
     assert status == 0
-    assert (out / "patients.csv").is_file()
+    assert (out / "latent_patients.csv").is_file()
 
 
 def test_cli_overflowing_search_sigma_is_refused_or_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -667,8 +668,8 @@ def test_cli_valid_run_writes_outputs_reproducibly(tmp_path: Path, capsys: pytes
     assert first.keys() == again.keys()
     for name in first:
         assert first[name] == again[name], f"{name} differs between two runs with the same seed"
-    assert first["patients.csv"] != other["patients.csv"]
-    assert first["patients.csv"].count(b"\n") == 31
+    assert first["latent_patients.csv"] != other["latent_patients.csv"]
+    assert first["latent_patients.csv"].count(b"\n") == 31
 
 
 def test_cli_subprocess_valid_run_matches_in_process_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -677,7 +678,7 @@ def test_cli_subprocess_valid_run_matches_in_process_run(tmp_path: Path, capsys:
     result = subprocess.run([sys.executable, "run_sim.py", "trial", "--n", "30", "--seed", "5", "--out", str(out)],
                             cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    for name in ("patients.csv", "events.csv", "flow.csv"):
+    for name in ("latent_patients.csv", "latent_events.csv", "adsl.csv", "adtte.csv", "endpoints.csv", "flow.csv"):
         assert (out / name).read_bytes() == in_process[name]
 
 
@@ -754,7 +755,7 @@ def test_any_mutation_of_base_runs_or_exits_2_naming_the_key(
             ["trial", "--scenario", str(path), "--n", "5", "--seed", "1", "--out", str(out)], capsys)
     event(f"{kind}: exit {status}")
     if status == 0:
-        assert (out / "patients.csv").is_file()
+        assert (out / "latent_patients.csv").is_file()
         return
     assert status == 2
     assert stderr.startswith("error: ")

@@ -50,12 +50,7 @@ def patients_table(history: TrialHistory) -> pd.DataFrame:
     ind = s.induction
     enroll = d.enroll_day
     blina = days["blina_start_day"]
-    # Toxicity during blinatumomab is only shown if it happens before a death during the infusion.
-    alive_until = np.where(why == BLINA_DEATH, d.early_death_offset, np.inf)
-
-    def during_blina(offset: np.ndarray) -> np.ndarray:
-        return np.where(offset <= alive_until, blina + offset, np.nan)
-
+    toxicity = blinatumomab_event_days(history)
     remission = ~np.isnan(days["response_day"]) & np.isin(d.response, (CR, CRI))
     mrd2_tested = ~np.isnan(days["mrd2_sample_day"])
     transplanted = why == TRANSPLANTED
@@ -72,10 +67,10 @@ def patients_table(history: TrialHistory) -> pd.DataFrame:
         "prednisone_mg_day": np.minimum(ind.prednisone_mg_m2_day * d.bsa, ind.prednisone_cap_mg_day),
         "induction_death_day": _where(why == INDUCTION_DEATH, days["exit_day"]),
         "blina_start_day": blina,
-        "blina_inpatient_end_day": during_blina(np.full(history.n, s.blinatumomab.inpatient_days)),
-        "crs_grade3_day": during_blina(d.crs_offset),
-        "neurotox_grade3_day": during_blina(d.neurotox_offset),
-        "blina_discontinued_day": during_blina(d.discontinuation_offset),
+        "blina_inpatient_end_day": toxicity["inpatient_end"],
+        "crs_grade3_day": toxicity["crs_grade3"],
+        "neurotox_grade3_day": toxicity["neurotox_grade3"],
+        "blina_discontinued_day": toxicity["discontinued"],
         "blina_death_day": _where(why == BLINA_DEATH, days["exit_day"]),
         "response": np.where(np.isnan(days["response_day"]) & (why != BLINA_DEATH), "",
                              np.asarray(RESPONSES)[d.response]),
@@ -110,6 +105,26 @@ def patients_table(history: TrialHistory) -> pd.DataFrame:
         "off_pathway_day": _where(~transplanted, days["exit_day"]),
     }
     return pd.DataFrame(table)
+
+
+def blinatumomab_event_days(history: TrialHistory) -> dict[str, np.ndarray]:
+    """Calendar days of the end of inpatient blinatumomab, grade >= 3 CRS, grade >= 3 neurotoxicity and
+    permanent discontinuation (keys inpatient_end, crs_grade3, neurotox_grade3, discontinued; NaN: none).
+
+    An event during the infusion happens only if it comes before a death during the infusion.
+    """
+    d, blina = history.draws, history.days["blina_start_day"]
+    alive_until = np.where(history.exit_reason == BLINA_DEATH, d.early_death_offset, np.inf)
+
+    def during_blina(offset: np.ndarray) -> np.ndarray:
+        return np.where(offset <= alive_until, blina + offset, np.nan)
+
+    return {
+        "inpatient_end": during_blina(np.full(history.n, history.scenario.blinatumomab.inpatient_days)),
+        "crs_grade3": during_blina(d.crs_offset),
+        "neurotox_grade3": during_blina(d.neurotox_offset),
+        "discontinued": during_blina(d.discontinuation_offset),
+    }
 
 
 def event_log(patients: pd.DataFrame) -> pd.DataFrame:

@@ -10,11 +10,13 @@ analysis of an n-patient trial. `primary_analysis` is the fast path the sizing s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
+from sim.analysis.datasets import blinatumomab_event_days
 from sim.model.draws import CR, CRI
 from sim.model.pathway import BLINA_DEATH, INDUCTION_DEATH, TRANSPLANTED, TrialHistory
 from sim.scenario.calibrate import AGVHD_WINDOW_DAYS
@@ -62,6 +64,15 @@ class Observed:
     def ltfu(self) -> np.ndarray:
         """Latent loss to follow-up, days since HSCT."""
         return self._since("ltfu_day")
+
+    @cached_property
+    def follow_end_cause(self) -> np.ndarray:
+        """What ends each patient's follow-up: 1 = data cutoff, 2 = lost to follow-up, 3 = end of simulated horizon.
+
+        follow_end is exactly one of the three ends (a minimum); ties go to the cutoff, then loss to follow-up.
+        """
+        end = self.follow_end
+        return np.where(end == self.cutoff_day - self.hsct_day, 1, np.where(end == self._since("ltfu_day"), 2, 3))
 
     @cached_property
     def relapse(self) -> np.ndarray:
@@ -276,31 +287,83 @@ def _response_estimates(history: TrialHistory, obs: Observed) -> dict[str, Estim
     }
 
 
+# Safety and transplant rates: key -> (label, method); all Clopper-Pearson among those at risk by the cutoff.
+SAFETY = {
+    "induction_death": ("death during VIP induction",
+                        "Clopper-Pearson 95% CI; denominator: enrolled by the cutoff (VIP starts on enrollment)"),
+    "crs3": ("CRS grade >= 3 during blinatumomab",
+             "Clopper-Pearson 95% CI; denominator: started blinatumomab by the cutoff"),
+    "neurotox3": ("neurotoxicity grade >= 3 during blinatumomab",
+                  "Clopper-Pearson 95% CI; denominator: started blinatumomab by the cutoff"),
+    "blina_discontinued": ("blinatumomab permanently discontinued",
+                           "Clopper-Pearson 95% CI; denominator: started blinatumomab by the cutoff"),
+    "hsct": ("HSCT rate (transplanted among enrolled)",
+             "Clopper-Pearson 95% CI; transplanted by the cutoff among enrolled by the cutoff"),
+}
+
+# Columns of an endpoint row and their empty values; n and events are counts, reject a decision.
+ENDPOINT_COLUMNS = {
+    "key": "", "endpoint": "", "estimate": np.nan, "se": np.nan, "lower": np.nan, "upper": np.nan, "n": np.nan,
+    "events": np.nan, "test": "", "null_value": np.nan, "alpha": np.nan, "statistic": np.nan, "p_value": np.nan,
+    "reject": None, "test_reason": "", "method": "", "not_evaluable_reason": "",
+}
+
+
+def safety_estimates(history: TrialHistory, obs: Observed) -> dict[str, Estimate]:
+    """Induction death, grade >= 3 CRS and neurotoxicity, blinatumomab discontinuation and the HSCT rate.
+
+    Each counts what is known by the data cutoff among the patients who started the treatment by then.
+    """
+    n, cutoff = obs.n, obs.cutoff_day
+    enrolled = history.draws.enroll_day[:n] <= cutoff
+    on_blina = history.days["blina_start_day"][:n] <= cutoff
+    tox = {key: days[:n] <= cutoff for key, days in blinatumomab_event_days(history).items()}
+    died = (history.exit_reason[:n] == INDUCTION_DEATH) & (history.days["exit_day"][:n] <= cutoff)
+    return {
+        "induction_death": clopper_pearson(int(died.sum()), int(enrolled.sum())),
+        "crs3": clopper_pearson(int(tox["crs_grade3"].sum()), int(on_blina.sum())),
+        "neurotox3": clopper_pearson(int(tox["neurotox_grade3"].sum()), int(on_blina.sum())),
+        "blina_discontinued": clopper_pearson(int(tox["discontinued"].sum()), int(on_blina.sum())),
+        "hsct": clopper_pearson(int(obs.hsct.size), int(enrolled.sum())),
+    }
+
+
 def endpoints(history: TrialHistory, n: int | None = None) -> list[dict[str, object]]:
-    """Every protocol endpoint of the first n patients: one row each (estimate, CI, denominator, method)."""
+    """Every protocol endpoint of the first n patients: one row each, with every column of ENDPOINT_COLUMNS."""
     a = history.scenario.analysis
     obs = observe(history, n)
     lm = f"{a.landmark_months:g}-month"
     primary = primary_analysis(history, obs=obs)
     itt, itt_test = itt_analysis(history, obs=obs)
     rows = [
-        _row(f"{lm} RFS after HSCT (primary)", primary.estimate,
-             "Kaplan-Meier, Greenwood SE, log(-log) 95% CI; " + _describe_test(primary.test, a.test, a.p0, a.alpha)),
-        _row(f"{lm} event-free survival from enrollment (ITT)", itt,
-             "Kaplan-Meier; failure to reach HSCT is an event on its day; "
-             + _describe_test(itt_test, a.test, a.itt_p0, a.alpha)),
+        _row("rfs", f"{lm} RFS after HSCT (primary)", primary.estimate,
+             "Kaplan-Meier, Greenwood SE, log(-log) 95% CI; " + _test_text(a.test, a.p0, a.alpha))
+        | _test_columns(primary.test, a.test, a.p0, a.alpha),
+        _row("itt", f"{lm} event-free survival from enrollment (ITT)", itt,
+             "Kaplan-Meier; failure to reach HSCT is an event on its day; " + _test_text(a.test, a.itt_p0, a.alpha))
+        | _test_columns(itt_test, a.test, a.itt_p0, a.alpha),
     ]
     for key, est in secondary_estimates(history, obs=obs).items():
         label, method = SECONDARY[key]
-        rows.append(_row(label.format(lm=lm, assay=history.scenario.mrd.assay), est, method))
-    return rows + _count_rows(primary, obs, a.landmark_months * DAYS_PER_MONTH)
+        rows.append(_row(key, label.format(lm=lm, assay=history.scenario.mrd.assay), est, method))
+    for key, est in safety_estimates(history, obs).items():
+        label, method = SAFETY[key]
+        rows.append(_row(key, label, est, method))
+    rows += _count_rows(primary, obs, a.landmark_months * DAYS_PER_MONTH)
+    return [ENDPOINT_COLUMNS | {"key": _slug(row["endpoint"])} | row for row in rows]
 
 
-def _describe_test(test: TestResult, method: str, p0: float, alpha: float) -> str:
-    verdict = "rejected" if test.reject else "not rejected"
-    reason = f" ({test.reason})" if test.reason else ""
-    return (f"test {method}: statistic {test.statistic:.3f}, one-sided p = {test.p_value:.4f}, "
-            f"H0 S <= {p0} {verdict} at alpha {alpha}{reason}")
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+
+
+def _test_text(method: str, p0: float, alpha: float) -> str:
+    return f"one-sided test ({method}) of H0: S <= {p0:g} at alpha {alpha:g}"
+
+
+def _test_columns(test: TestResult, method: str, p0: float, alpha: float) -> dict[str, object]:
+    return {"test": method, "null_value": p0, "alpha": alpha, "statistic": test.statistic, "p_value": test.p_value,
+            "reject": bool(test.reject), "test_reason": test.reason}
 
 
 def _count_rows(primary: PrimaryResult, obs: Observed, landmark: float) -> list[dict[str, object]]:
@@ -319,6 +382,7 @@ def _count_rows(primary: PrimaryResult, obs: Observed, landmark: float) -> list[
              "events": np.nan, "method": method, "not_evaluable_reason": ""} for name, value, method in counts]
 
 
-def _row(name: str, est: Estimate, method: str) -> dict[str, object]:
-    return {"endpoint": name, "estimate": est.estimate, "se": est.se, "lower": est.lower, "upper": est.upper,
-            "n": est.n, "events": est.events, "method": method, "not_evaluable_reason": est.reason}
+def _row(key: str, name: str, est: Estimate, method: str) -> dict[str, object]:
+    return {"key": key, "endpoint": name, "estimate": est.estimate, "se": est.se, "lower": est.lower,
+            "upper": est.upper, "n": est.n, "events": est.events, "method": method,
+            "not_evaluable_reason": est.reason}

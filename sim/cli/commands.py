@@ -59,10 +59,9 @@ def _calibrated(args: argparse.Namespace, solve, scenario):
 
 
 def trial(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from sim.analysis.adam import adsl, adtte, endpoint_table
     from sim.analysis.datasets import event_log, format_flow, patient_flow, patients_table
-    from sim.analysis.endpoints import endpoints, observe
+    from sim.analysis.endpoints import observe
     from sim.model.pathway import simulate_trial
     from sim.report.trial_figures import flow_figure, incidence_figure, survival_figure
     from sim.scenario.calibrate import calibrate
@@ -72,19 +71,22 @@ def trial(args: argparse.Namespace) -> int:
     history = simulate_trial(scenario, args.n, args.seed, post_model=post_model)
     patients = patients_table(history)
     flow = patient_flow(history)
-    results = pd.DataFrame(endpoints(history))
+    results = endpoint_table(history)
     obs = observe(history)
     a = scenario.analysis
     manifest = {
         "command": "trial", "scenario_file": str(args.scenario), "overrides": args.overrides,
         "n": args.n, "seed": args.seed, "scenario": scenario.model_dump(), "versions": package_versions(),
-        "code_version": code_version(), "machine": machine(),
+        "code_version": code_version(), "machine": machine(), "data_cutoff_day": obs.cutoff_day,
+        "days_per_month": DAYS_PER_MONTH,
     }
     write_atomically(args.out, {
-        "patients.csv": patients.to_csv(index=False, float_format="%.3f", lineterminator="\n"),
-        "events.csv": event_log(patients).to_csv(index=False, float_format="%.3f", lineterminator="\n"),
+        "latent_patients.csv": patients.to_csv(index=False, float_format="%.3f", lineterminator="\n"),
+        "latent_events.csv": event_log(patients).to_csv(index=False, float_format="%.3f", lineterminator="\n"),
+        "adsl.csv": adsl(history).to_csv(index=False, lineterminator="\n"),
+        "adtte.csv": adtte(history).to_csv(index=False, lineterminator="\n"),
         "flow.csv": flow.to_csv(index=False, lineterminator="\n"),
-        "endpoints.csv": results.to_csv(index=False, float_format="%.4f", lineterminator="\n"),
+        "endpoints.csv": results.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
         "manifest.json": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
         "km_rfs_os.png": survival_figure(obs, a.landmark_months, a.p0),
         "cumulative_incidence.png": incidence_figure(obs, a.landmark_months),
@@ -94,10 +96,15 @@ def trial(args: argparse.Namespace) -> int:
     print(f"Scenario {scenario.name!r}, {args.n} patients, seed {args.seed}; "
           f"accrual took {months:.1f} months\n")
     print(format_flow(flow))
-    print("\nEndpoints at the final analysis:")
+    print(f"\nEndpoints at the final analysis (data cutoff on day {obs.cutoff_day:.0f}, "
+          f"{obs.cutoff_day / DAYS_PER_MONTH:.1f} months after the first site opened):")
     print(format_endpoints(results))
-    print(f"  primary test: {results['method'].iloc[0].split('; ', 1)[1]}")
-    print(f"\nWrote patients.csv, events.csv, flow.csv, endpoints.csv, manifest.json and 3 figures to {args.out}/")
+    p = results.iloc[0]
+    print(f"  primary test ({p.test}): statistic {p.statistic:.3f}, one-sided p = {p.p_value:.4f}, H0 S <= "
+          f"{p.null_value:g} {'rejected' if p.reject else 'not rejected'} at alpha {p.alpha:g}"
+          + (f" ({p.test_reason})" if p.test_reason else ""))
+    print(f"\nWrote adsl.csv, adtte.csv (analysis datasets at the cutoff), endpoints.csv, latent_patients.csv, "
+          f"latent_events.csv, flow.csv, manifest.json and 3 figures to {args.out}/ (columns: docs/datasets.md)")
     return 0
 
 

@@ -41,8 +41,10 @@ code { overflow-wrap: anywhere; }
 }
 """
 
-DOCS_NOTE = ("How to read this report, in plain words: <code>docs/reading-a-report.md</code> in the project; "
-             "the model, its assumptions and their sources: <code>docs/model.md</code>.")
+# Where a reader finds the explanations (relative to the project folder; a report never points elsewhere).
+DOCS_NOTE = ("How to read this report, in plain words: docs/reading-a-report.md in the project. The model, its "
+             "assumptions and their literature sources: docs/model.md; the statistics: docs/statistics.md; the "
+             "output files: docs/datasets.md.")
 
 
 def section(title: str, body: str) -> str:
