@@ -154,15 +154,47 @@ def load_in_chromium(page: Path, profile: Path) -> dict:
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
 
 
+@pytest.fixture(scope="module")
+def whatif_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("whatif")
+    assert main(["compare", "--variant", "few_donors:donor.p_no_donor=0.3", "--n", "30", "60", "--reps", "20",
+                 "--seed", "2", "--jobs", "1", "--endpoints", "primary", "--quiet", "--out", str(root / "cmp")]) == 0
+    assert main(["sensitivity", "--vary", "response.p_cr=0.8:0.9:2", "--n", "30", "60", "--reps", "20", "--seed", "2",
+                 "--jobs", "1", "--quiet", "--out", str(root / "sens")]) == 0
+    return {"compare": root / "cmp", "sensitivity": root / "sens"}
+
+
 @needs_chromium
-def test_report_loads_in_headless_chromium_without_errors_or_network(sweep_folder, tmp_path):
-    result = load_in_chromium(sweep_folder / "report.html", tmp_path / "profile")
-    (tmp_path / "report.png").write_bytes(result["screenshot"])
+@pytest.mark.parametrize(("kind", "title"), [("sweep", "Sizing study"), ("compare", "Scenario comparison"),
+                                             ("sensitivity", "One-way sensitivity")])
+def test_every_report_loads_in_headless_chromium_without_errors_or_network(sweep_folder, whatif_folders, kind,
+                                                                           title, tmp_path):
+    folder = sweep_folder if kind == "sweep" else whatif_folders[kind]
+    result = load_in_chromium(folder / "report.html", tmp_path / "profile")
+    (tmp_path / f"{kind}.png").write_bytes(result["screenshot"])
     assert result["network"] == [], f"the report made network requests: {result['network']}"
     assert result["errors"] == [], f"console errors: {result['errors']}"
-    assert "Sizing study" in result["title"]
+    assert title in result["title"]
     assert result["images_ok"] is True, "an embedded figure failed to decode"
     assert len(result["screenshot"]) > 10_000
+
+
+@needs_chromium
+@pytest.mark.parametrize("kind", ["sweep", "compare", "sensitivity"])
+def test_every_report_prints_to_pdf(sweep_folder, whatif_folders, kind, capsys):
+    folder = sweep_folder if kind == "sweep" else whatif_folders[kind]
+    assert main(["report", str(folder), "--pdf"]) == 0
+    pdf = (folder / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") >= 2, "expected a multi-page PDF"
+    assert "report.pdf" in capsys.readouterr().out
+
+
+def test_pdf_without_chromium_says_so(sweep_folder, monkeypatch, capsys):
+    import sim.report.html as report_html
+
+    monkeypatch.setattr(report_html, "chromium", lambda: None)
+    assert main(["report", str(sweep_folder), "--pdf"]) == 0
+    assert "no Chromium found" in capsys.readouterr().err
 
 
 @needs_chromium

@@ -164,37 +164,51 @@ def _detail(event: str, rows: pd.DataFrame) -> pd.Series | str:
     return ""
 
 
-def patient_flow(history: TrialHistory) -> pd.DataFrame:
-    """CONSORT-style counts: each step, and under it the reason and count for everyone who left."""
+def patient_flow(history: TrialHistory, cutoff_day: float = np.inf) -> pd.DataFrame:
+    """CONSORT-style counts known at the data cutoff: each step, and under it the reason and count for
+    everyone who left. Only patients enrolled by the cutoff count, and only what happened by then; the
+    default (no cutoff) describes the latent histories in full."""
     d, days, why = history.draws, history.days, history.exit_reason
-    assessed = ~np.isnan(days["response_day"])
-    tested = ~np.isnan(days["mrd2_sample_day"])
+    enrolled = d.enroll_day <= cutoff_day
+
+    def by_cutoff(day: np.ndarray) -> np.ndarray:
+        return enrolled & (day <= cutoff_day)          # NaN (never happened) compares False
+
+    exited = by_cutoff(days["exit_day"])
+    assessed = by_cutoff(days["response_day"])
+    tested = by_cutoff(days["eligible_day"])
 
     def count(mask: np.ndarray) -> int:
         return int(np.count_nonzero(mask))
 
+    def left(reason: int) -> int:
+        return count(exited & (why == reason))
+
+    everyone = bool(enrolled.all())
     rows = [
-        ("screened", d.n_screened, 0),
+        ("screened" if everyone else "screened (to enroll all n, some after the cutoff)", d.n_screened, 0),
         ("screen failure", d.n_screened - history.n, 1),
-        ("enrolled", history.n, 0),
-        ("died during VIP induction", count(why == INDUCTION_DEATH), 1),
-        ("died during blinatumomab", count(why == BLINA_DEATH), 1),
+        ("enrolled" if everyone else "enrolled by the data cutoff", count(enrolled), 0),
+        ("died during VIP induction", left(INDUCTION_DEATH), 1),
+        ("died during blinatumomab", left(BLINA_DEATH), 1),
         ("response assessed", count(assessed), 0),
         ("CR", count(assessed & (d.response == CR)), 1),
         ("CRi", count(assessed & (d.response == CRI)), 1),
-        ("refractory (off pathway)", count(why == NOT_IN_REMISSION), 1),
-        ("CRi, not consolidated (off pathway)", count(why == CRI_OFF), 1),
-        ("consolidated", count(~np.isnan(days["cycle1_start_day"])), 0),
-        ("died during consolidation", count(why == CONSOL_DEATH), 1),
-        ("relapsed during consolidation", count(why == CONSOL_RELAPSE), 1),
+        ("refractory (off pathway)", left(NOT_IN_REMISSION), 1),
+        ("CRi, not consolidated (off pathway)", left(CRI_OFF), 1),
+        ("consolidated", count(by_cutoff(days["cycle1_start_day"])), 0),
+        ("died during consolidation", left(CONSOL_DEATH), 1),
+        ("relapsed during consolidation", left(CONSOL_RELAPSE), 1),
         ("MRD tested before HSCT", count(tested), 0),
         ("MRD-negative", count(tested & d.mrd2_negative), 1),
         ("MRD-positive", count(tested & ~d.mrd2_negative), 1),
-        ("MRD-positive (off pathway)", count(why == MRD_POSITIVE), 1),
-        ("no donor (off pathway)", count(why == NO_DONOR_FOUND), 1),
-        ("declined HSCT (off pathway)", count(why == REFUSED), 1),
-        ("transplanted", count(why == TRANSPLANTED), 0),
+        ("MRD-positive (off pathway)", left(MRD_POSITIVE), 1),
+        ("no donor (off pathway)", left(NO_DONOR_FOUND), 1),
+        ("declined HSCT (off pathway)", left(REFUSED), 1),
+        ("transplanted", left(TRANSPLANTED), 0),
     ]
+    if np.isfinite(cutoff_day):
+        rows.append(("still on the pathway at the data cutoff", count(enrolled & ~exited), 0))
     return pd.DataFrame(rows, columns=["step", "count", "level"])
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.scenario.schema import DAYS_PER_MONTH, InputError, ScenarioError, load_scenario, scenario_files
+from sim.scenario.schema import DAYS_PER_MONTH, InputError, ScenarioError, scenario_files
 from sim.study.oc import required_n_text
 from sim.study.provenance import (
     code_version,
@@ -49,6 +49,14 @@ def _close(executor) -> None:
         executor.close()
 
 
+def _load(args: argparse.Namespace):
+    """The scenario with its --set overrides, derived targets (--set target.NAME=VALUE) reached, and the
+    list of targets solved (each says which input moved)."""
+    from sim.study.targets import load_with_targets
+
+    return load_with_targets(args.scenario, args.overrides)
+
+
 def _calibrated(args: argparse.Namespace, solve, scenario):
     """solve(scenario), with a calibration failure reported against the file and overrides that caused it."""
     try:
@@ -66,19 +74,19 @@ def trial(args: argparse.Namespace) -> int:
     from sim.report.trial_figures import flow_figure, incidence_figure, survival_figure
     from sim.scenario.calibrate import calibrate
 
-    scenario = load_scenario(args.scenario, args.overrides)
+    scenario, solved = _load(args)
     post_model = _calibrated(args, calibrate, scenario)
     history = simulate_trial(scenario, args.n, args.seed, post_model=post_model)
     patients = patients_table(history)
-    flow = patient_flow(history)
-    results = endpoint_table(history)
     obs = observe(history)
+    flow = patient_flow(history, obs.cutoff_day)
+    results = endpoint_table(history)
     a = scenario.analysis
     manifest = {
         "command": "trial", "scenario_file": str(args.scenario), "overrides": args.overrides,
         "n": args.n, "seed": args.seed, "scenario": scenario.model_dump(), "versions": package_versions(),
         "code_version": code_version(), "machine": machine(), "data_cutoff_day": obs.cutoff_day,
-        "days_per_month": DAYS_PER_MONTH,
+        "days_per_month": DAYS_PER_MONTH, "targets": [s.text() for s in solved],
     }
     write_atomically(args.out, {
         "latent_patients.csv": patients.to_csv(index=False, float_format="%.3f", lineterminator="\n"),
@@ -94,7 +102,7 @@ def trial(args: argparse.Namespace) -> int:
     })
     months = (patients["enroll_day"].iloc[-1] / DAYS_PER_MONTH) if len(patients) else 0.0
     print(f"Scenario {scenario.name!r}, {args.n} patients, seed {args.seed}; "
-          f"accrual took {months:.1f} months\n")
+          f"accrual took {months:.1f} months\n" + "".join(f"Target: {s.text()}\n" for s in solved))
     print(format_flow(flow))
     print(f"\nEndpoints at the final analysis (data cutoff on day {obs.cutoff_day:.0f}, "
           f"{obs.cutoff_day / DAYS_PER_MONTH:.1f} months after the first site opened):")
@@ -136,7 +144,7 @@ def sweep(args: argparse.Namespace) -> int:
 
     console = Console(args.quiet)
     started = time.time()
-    scenario = load_scenario(args.scenario, args.overrides)
+    scenario, solved = _load(args)
     models = _calibrated(args, arm_models, scenario)
     ns = tuple(sorted({n for spec in args.n for n in spec}))
     study = Study(scenario, ns, args.reps, args.seed, args.endpoints)
@@ -144,6 +152,8 @@ def sweep(args: argparse.Namespace) -> int:
     console.say(f"Sizing study of {scenario.name!r} ({args.scenario}{_with_overrides(args.overrides)}): "
                 f"{args.reps} replicates x {len(ns)} sample sizes (n = {_grid_text(ns)}) x 3 arms (the scenario, "
                 f"its null twin, its p1 twin), seed {args.seed}, writing to {args.out}/")
+    for s in solved:
+        console.say(f"  target: {s.text()}")
     executor = _executor(args)
     truths: dict[str, dict[str, float]] = {}
 
@@ -176,7 +186,7 @@ def sweep(args: argparse.Namespace) -> int:
         "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints, "backend": args.backend,
         "jobs": args.jobs, "chunk_size": args.chunk_size, "scenario": scenario.model_dump(), "truths": truths,
         "target_power": list(targets), "scenario_files": scenario_files(args.scenario), "example_n": example_n,
-        "forecast_reps": forecast_reps, "headline": top.text(),
+        "forecast_reps": forecast_reps, "headline": top.text(), "targets": [s.text() for s in solved],
         "versions": package_versions(), "code_version": code_version(), "machine": machine(),
         "started": iso_time(started), "finished": iso_time(finished), "wall_seconds": round(finished - started, 2),
         "note": "results depend only on the scenario, seed, reps, n grid and endpoints; "
@@ -273,7 +283,7 @@ def describe(args: argparse.Namespace) -> int:
         stage_probabilities,
     )
 
-    scenario = load_scenario(args.scenario, args.overrides)
+    scenario, solved = _load(args)
     model = _calibrated(args, calibrate, scenario)
     a = scenario.analysis
     lm = a.landmark_months
@@ -292,6 +302,7 @@ def describe(args: argparse.Namespace) -> int:
         print(f"  {stage:<54} {p:6.3f}   cumulative {cumulative:6.3f}")
     reach = p_reach_hsct(scenario)
     print(f"  P(an enrolled patient is transplanted) = {reach:.3f}\n")
+    print(derived_text(scenario, solved))
     acc = scenario.accrual
     full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
     print(f"Accrual: {full:.2f} enrolled/month once all {acc.n_sites} sites are open "
@@ -306,6 +317,18 @@ def describe(args: argparse.Namespace) -> int:
     print("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the data "
           "cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
     return 0
+
+
+def derived_text(scenario, solved) -> str:
+    """The quantities a committee speaks in, each settable with --set target.NAME=VALUE, and any targets reached."""
+    from sim.study.targets import PREFIX, TARGETS
+
+    lines = ["In the committee's terms (set any with --set target.NAME=VALUE; the input moved is shown):"]
+    for name, target in TARGETS.items():
+        lines.append(f"  {target.words:<56} {target.value(scenario):8.4g}   {PREFIX}{name} (moves "
+                     f"{target.moves(scenario)})")
+    lines += [f"  reached: {s.text()}" for s in solved]
+    return "\n".join(lines) + "\n"
 
 
 REPORT_FILES = {"sweep": ("manifest.json", "oc.csv", "power_all_n.csv", "required_n.csv", "flow_expected.csv"),

@@ -24,9 +24,10 @@ from sim.cli.commands import (
     _with_overrides,
 )
 from sim.cli.console import Console
-from sim.scenario.schema import InputError, ScenarioError, key_label, load_scenario, scenario_files
+from sim.scenario.schema import InputError, ScenarioError, key_label, scenario_files
 from sim.study.oc import required_n_text
 from sim.study.provenance import code_version, iso_time, machine, package_versions, write_atomically
+from sim.study.targets import load_with_targets
 
 COMPARE_FORECAST_REPS = 100  # trials per scenario behind the comparison's resource totals
 
@@ -160,7 +161,7 @@ def sensitivity(args: argparse.Namespace) -> int:
 
     console = Console(args.quiet)
     started = time.time()
-    base = load_scenario(args.scenario, args.overrides)
+    base, _ = load_with_targets(args.scenario, args.overrides)
     scenarios = {"as given": base}
     models = {"as given": _calibrated(args, arm_models, base)}
     labels, aliases = {}, {}
@@ -170,7 +171,7 @@ def sensitivity(args: argparse.Namespace) -> int:
         for value in values:
             item = f"{key}={value:.6g}"
             try:
-                scenario = load_scenario(args.scenario, [*args.overrides, item])
+                scenario, _ = load_with_targets(args.scenario, [*args.overrides, item])
             except ScenarioError as exc:
                 raise ScenarioError(f"--vary {spec}: at {item}: {exc}") from None
             name = item.replace("/", "_")

@@ -35,7 +35,7 @@ code { overflow-wrap: anywhere; }
 @media print {
   body { max-width: none; margin: 0; font-size: 10.5pt; }
   h1, h2, h3 { break-after: avoid; page-break-after: avoid; }
-  table, img, figure, pre, .summary, .warning, .flag, details { break-inside: avoid; page-break-inside: avoid; }
+  table, img, figure, .summary, .warning, .flag { break-inside: avoid; page-break-inside: avoid; }
   p { orphans: 3; widows: 3; }
   a { color: inherit; text-decoration: none; }
 }

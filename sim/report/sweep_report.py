@@ -170,9 +170,16 @@ def _resources(out: Path, manifest: dict) -> str:
 
 def _assumptions(manifest: dict) -> str:
     from sim.scenario.schema import scenario_toml
+    from sim.study.targets import PREFIX, TARGETS
 
     overrides = manifest.get("overrides", [])
-    parts = ["<p>The values actually run" + (" (command-line overrides marked <code># --set</code>)" if overrides
+    scenario = Scenario.model_validate(manifest["scenario"])
+    derived = table(["in the committee's terms", "value as run", "set it with", "input it moves"],
+                    [[target.words, f"{target.value(scenario):.4g}", f"--set {PREFIX}{name}=VALUE",
+                      target.moves(scenario)] for name, target in TARGETS.items()], text=True)
+    reached = "".join(f"<li>{html.escape(text)}</li>" for text in manifest.get("targets", []))
+    parts = [derived + (f"<p>Targets reached for this run:</p><ul>{reached}</ul>" if reached else ""),
+             "<p>The values actually run" + (" (command-line overrides marked <code># --set</code>)" if overrides
                                             else "") + ":</p>",
              f"<pre>{html.escape(scenario_toml(_in_schema_order(manifest['scenario']), overrides))}</pre>",
              "<p>The scenario files, with the source of each clinical number in a comment ([est] marks judgement). "

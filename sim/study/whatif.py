@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from sim.scenario.calibrate import PostTransplantModel
-from sim.scenario.schema import InputError, Scenario, load_scenario
+from sim.scenario.schema import InputError, Scenario
 from sim.study.runner import Executor, Study
 from sim.study.sizing import SizingResults, run_sizing
+from sim.study.targets import load_with_targets
 from sim.study.truth import true_values
 
 
@@ -36,7 +37,7 @@ def named_scenarios(files: list[str], variants: list[str], overrides: list[str])
     """Scenario files (named by their `name`) and variants of the first file, validated, in order."""
     scenarios: dict[str, Scenario] = {}
     for path in files:
-        scenario = load_scenario(path, overrides)
+        scenario, _ = load_with_targets(path, overrides)
         if scenario.name in scenarios:
             raise InputError(f"{path}: a scenario named {scenario.name!r} is already in this comparison")
         scenarios[scenario.name] = scenario
@@ -44,7 +45,7 @@ def named_scenarios(files: list[str], variants: list[str], overrides: list[str])
         name, items = parse_variant(text)
         if name in scenarios:
             raise InputError(f"--variant {text}: the name {name!r} is already in this comparison")
-        scenarios[name] = load_scenario(files[0], [*overrides, *items]).model_copy(update={"name": name})
+        scenarios[name] = load_with_targets(files[0], [*overrides, *items])[0].model_copy(update={"name": name})
     return scenarios
 
 
