@@ -25,6 +25,7 @@ import pandas as pd
 
 from sim.analysis.endpoints import itt_analysis, observe, primary_analysis, secondary_estimates
 from sim.analysis.flow import flow_counts
+from sim.analysis.nested import replicate_columns
 from sim.model.pathway import TrialHistory, hsct_group, simulate_trial
 from sim.model.post_transplant import post_transplant_history
 from sim.scenario.calibrate import PostTransplantModel, calibrate, null_twin
@@ -74,7 +75,7 @@ def arm_models(scenario: Scenario) -> dict[str, PostTransplantModel]:
 def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int
                    ) -> dict[str, np.ndarray]:
     """Rows (replicate, n, arm) for replicates start..stop-1, as columns of plain numpy arrays."""
-    rows: list[dict[str, object]] = []
+    blocks: list[dict[str, np.ndarray]] = []
     for r in range(start, stop):
         for ns, history in _pathways(study, models["design"], r):
             for arm in study.arms:
@@ -83,11 +84,13 @@ def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: 
                 # patient flow (the same pathway as the design arm) are not needed (NaN).
                 design = arm == "design"
                 endpoints = study.endpoints if design else min(study.endpoints, "primary", key=ENDPOINT_SETS.index)
-                rows += [{"replicate": r, "n": n, "arm": arm} | replicate_row(arm_history, n, endpoints, flow=design)
-                         for n in ns]
-    rows.sort(key=lambda row: (row["replicate"], row["arm"], row["n"]))  # one canonical order of rows
-    keys = list(dict.fromkeys(key for row in rows for key in row))
-    return {key: np.asarray([row.get(key, np.nan) for row in rows]) for key in keys}
+                size = len(ns)
+                blocks.append({"replicate": np.full(size, r), "n": np.asarray(ns), "arm": np.full(size, arm)}
+                              | analysed_columns(arm_history, ns, endpoints, design))
+    blocks.sort(key=lambda b: (int(b["replicate"][0]), str(b["arm"][0]), int(b["n"][0])))  # one canonical order
+    keys = list(dict.fromkeys(key for block in blocks for key in block))
+    return {key: np.concatenate([block[key] if key in block else np.full(block["n"].size, np.nan)
+                                 for block in blocks]) for key in keys}
 
 
 def _pathways(study: Study, design: PostTransplantModel, r: int) -> Iterator[tuple[tuple[int, ...], TrialHistory]]:
@@ -102,6 +105,15 @@ def _with_post(history: TrialHistory, model: PostTransplantModel) -> TrialHistor
     post = post_transplant_history(history.days["hsct_day"], hsct_group(history.draws), history.draws.post_uniforms,
                                    model)
     return replace(history, post=post)
+
+
+def analysed_columns(history: TrialHistory, ns: tuple[int, ...], endpoints: str, flow: bool
+                     ) -> dict[str, np.ndarray]:
+    """replicate_row for each n of a nested pathway, as columns: all at once (analysis/nested.py) when
+    there are several n."""
+    if len(ns) > 1:
+        return replicate_columns(history, ns, endpoints, flow)
+    return {key: np.asarray([value]) for key, value in replicate_row(history, ns[0], endpoints, flow).items()}
 
 
 def replicate_row(history: TrialHistory, n: int, endpoints: str, flow: bool = False) -> dict[str, object]:

@@ -1,0 +1,58 @@
+"""The sizing study's fast path (analysis/nested.py) gives, for every n, the row of analysing n patients alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.analysis.nested import replicate_columns
+from sim.model.pathway import simulate_trial
+from sim.scenario.schema import load_scenario
+from sim.study.runner import arm_models, replicate_row
+
+BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
+NS = (3, 5, 8, 10, 20, 27, 40, 55, 60)
+
+VARIANTS = {
+    "base": {},
+    "calendar": {"analysis.cutoff": "calendar", "analysis.calendar_cutoff_months": 30.0},
+    "calendar early": {"analysis.cutoff": "calendar", "analysis.calendar_cutoff_months": 14.0},
+    "lossy": {"post_transplant.ltfu_prob": 0.3, "post_transplant.horizon_months": 20.0},
+    "many required": {"analysis.min_transplanted": 25},
+    "linear": {"analysis.test": "linear"},
+    "arcsine": {"analysis.test": "arcsine"},
+    "logrank calendar": {"analysis.test": "logrank", "analysis.cutoff": "calendar",
+                         "analysis.calendar_cutoff_months": 20.0},
+    "binomial": {"analysis.test": "binomial", "post_transplant.ltfu_prob": 0.0},
+    "deadly": {"post_transplant.nrm_incidence": 0.6, "post_transplant.relapse_incidence": 0.35},
+    "short landmark": {"analysis.landmark_months": 2.0},
+}
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        if np.isnan(a) or np.isnan(b):
+            return bool(np.isnan(a) and np.isnan(b))
+        return a == b or abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b))
+    return a == b
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_nested_rows_equal_the_rows_of_each_n_analysed_alone(variant):
+    scenario = load_scenario(BASE).with_updates(VARIANTS[variant])
+    models = arm_models(scenario)
+    checked = 0
+    for seed in range(6):
+        history = simulate_trial(scenario, max(NS), seed, post_model=models["design"])
+        for endpoints, flow in (("primary", True), ("rfs", False), ("all", True)):
+            fast = replicate_columns(history, NS, endpoints, flow)
+            for j, n in enumerate(NS):
+                alone = replicate_row(history, n, endpoints, flow)
+                assert list(fast) == list(alone), (variant, n)
+                for key, value in alone.items():
+                    got = fast[key][j].item() if hasattr(fast[key][j], "item") else fast[key][j]
+                    assert _same(got, value), (variant, seed, endpoints, n, key, got, value)
+                checked += 1
+    assert checked == 6 * 3 * len(NS)
