@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim.scenario.schema import DAYS_PER_MONTH, InputError, ScenarioError, scenario_files
-from sim.study.oc import required_n_text
 from sim.study.provenance import (
     code_version,
     iso_time,
@@ -247,6 +246,8 @@ FORECAST_REPS = 200  # simulated trials behind the resource forecast (the first 
 
 def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFrame, alpha: float) -> str:
     """Power at the scenario's truth and at p1, type I error and precision of the primary endpoint by n."""
+    from sim.study.oc import required_n_text
+
     rows = oc[oc["analysis"] == "rfs"].sort_values("n")
     lines = ["   n  transplanted  evaluable   power (MCSE)   power at p1     type I (MCSE)   CI half-width  "
              "not evaluable  duration (months)"]

@@ -8,10 +8,11 @@ message per problem naming the file (or --set override), the key, the value and 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
-from sim.cli import commands, design_commands, whatif_commands
+from sim.cli import commands
 from sim.cli.commands import DEFAULT_SCENARIO
 from sim.scenario.schema import InputError
 
@@ -58,14 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                          help="override applied to every scenario (repeatable)")
     _study_args(compare, n_default=list(range(20, 101, 20)), reps=1000, endpoints="all", out="results/compare")
-    compare.set_defaults(command=whatif_commands.compare)
+    compare.set_defaults(command=_lazy("whatif_commands", "compare"))
 
     sensitivity = sub.add_parser("sensitivity", help="one-way sensitivity of power: a tornado over parameter ranges")
     _scenario_args(sensitivity)
     sensitivity.add_argument("--vary", action="append", required=True, metavar="SECTION.KEY=LO:HI:K",
                              help="a parameter and K values from LO to HI (repeatable)")
     _study_args(sensitivity, n_default=[60], reps=1000, endpoints="primary", out="results/sensitivity")
-    sensitivity.set_defaults(command=whatif_commands.sensitivity)
+    sensitivity.set_defaults(command=_lazy("whatif_commands", "sensitivity"))
 
     describe = sub.add_parser("describe", help="what a scenario implies, without simulating (under a second)")
     _scenario_args(describe)
@@ -82,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     simon.add_argument("--power", type=_probability, default=0.8, help="power at p1 (default 0.8)")
     simon.add_argument("--nmax", type=_positive_int, default=100, help="largest total size searched (default 100)")
     simon.add_argument("--out", type=Path, help="also write simon_designs.csv to this folder")
-    simon.set_defaults(command=design_commands.simon, design="simon")
+    simon.set_defaults(command=_lazy("design_commands", "simon"), design="simon")
     safety = designs.add_parser("bayes-safety", help="stopping boundary of a Bayesian safety rule and its exact OC")
     safety.add_argument("--prior-a", type=_positive_float, required=True, help="beta prior a (events)")
     safety.add_argument("--prior-b", type=_positive_float, required=True, help="beta prior b (non-events)")
@@ -97,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     safety.add_argument("--true-rate", nargs="+", type=_probability, metavar="P",
                         help="true event rates for the OC (default: 0.5, 1, 1.5 and 2 times the threshold)")
     safety.add_argument("--out", type=Path, help="also write the boundary and OC as CSV to this folder")
-    safety.set_defaults(command=design_commands.bayes_safety, design="bayes-safety")
+    safety.set_defaults(command=_lazy("design_commands", "bayes_safety"), design="bayes-safety")
     table = designs.add_parser("boundary", help="exact OC of a protocol's table: stop if >= D events among first K")
     table.add_argument("--table", nargs="+", type=_stop_rule, required=True, metavar="K:D",
                        help="stop if at least D events among the first K evaluable patients; K increasing")
@@ -105,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--true-rate", nargs="+", type=_probability, required=True, metavar="P",
                        help="true event rates for the OC")
     table.add_argument("--out", type=Path, help="also write the OC as CSV to this folder")
-    table.set_defaults(command=design_commands.stopping_table, design="boundary")
+    table.set_defaults(command=_lazy("design_commands", "stopping_table"), design="boundary")
 
     report = sub.add_parser("report", help="(re)write the HTML report of a results folder (sweep, compare, "
                                            "sensitivity)")
@@ -117,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     docs.add_argument("--out", type=Path, default=Path("scenarios/README.md"))
     docs.set_defaults(command=commands.docs)
     return parser
+
+
+def _lazy(module: str, name: str):
+    """A command imported only when it runs, so that `describe` does not pay for pandas and scipy.stats."""
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f"sim.cli.{module}"), name)(args)
+
+    return run
 
 
 def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int, endpoints: str, out: str) -> None:

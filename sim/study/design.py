@@ -53,7 +53,7 @@ def expected_accrual_months(scenario: Scenario, n: int) -> float:
 def km_variance_factor(model: PostTransplantModel, t: float, grid: int = 4000) -> float:
     """n Var(KM S(t)) ~ S(t)^2 integral_0^t dLambda / (S G) = S(t)^2 integral d(1/S) / G."""
     s_grid = np.linspace(0.0, t, grid + 1)
-    inv_s = 1.0 / np.array([rfs(model, u) for u in s_grid])
+    inv_s = 1.0 / sum(model.weights[g] * model.rfs_group(s_grid, g) for g in model.groups)
     mid = (s_grid[:-1] + s_grid[1:]) / 2
     g = np.exp(-model.ltfu_rate * mid)
     return float(rfs(model, t) ** 2 * np.sum(np.diff(inv_s) / g))
