@@ -305,6 +305,84 @@ class PostTransplant(_Section):
         return self
 
 
+class SafetyRule(_Section):
+    """A Bayesian safety rule (Thall, Simon & Estey 1995): stop enrollment when P(rate > threshold | data)
+    > cutoff, checked every `every` evaluable patients from `min_evaluable`; or a boundary table."""
+
+    enabled: bool = _text("Whether the rule is applied")
+    prior_a: float = Field(gt=0.0, le=1000.0, description="Beta prior a (prior events)",
+                           json_schema_extra={"unit": "patients"})
+    prior_b: float = Field(gt=0.0, le=1000.0, description="Beta prior b (prior non-events)",
+                           json_schema_extra={"unit": "patients"})
+    threshold: float = Field(gt=0.0, lt=1.0, description="Event rate that is too high",
+                             json_schema_extra={"unit": "probability"})
+    cutoff: float = Field(gt=0.0, lt=1.0, description="Stop when the posterior probability of a rate above the "
+                          "threshold exceeds this", json_schema_extra={"unit": "probability"})
+    every: int = Field(ge=1, le=1000, description="Check after every k-th evaluable patient",
+                       json_schema_extra={"unit": "patients"})
+    min_evaluable: int = Field(ge=1, le=1000, description="First check at this many evaluable patients",
+                               json_schema_extra={"unit": "patients"})
+    boundary: list[list[int]] = Field(description="Optional table [[k, d], ...]: stop if at least d events among "
+                                      "the first k evaluable (replaces the posterior rule when given)",
+                                      json_schema_extra={"unit": "patients"})
+
+    @model_validator(mode="after")
+    def _table(self) -> SafetyRule:
+        previous = 0
+        for pair in self.boundary:
+            if len(pair) != 2 or not 1 <= pair[1] <= pair[0] or pair[0] <= previous:
+                raise ValueError(f"boundary = {self.boundary}: expected [[k, d], ...] with k increasing and "
+                                 "1 <= d <= k")
+            previous = pair[0]
+        return self
+
+
+class SimonFutility(_Section):
+    """Futility on induction response (CRc), Simon two-stage style: stop if at most r1 of the first n1
+    evaluable patients reach CR or CRi."""
+
+    enabled: bool = _text("Whether the rule is applied")
+    n1: int = Field(ge=1, le=1000, description="Stage-1 size: evaluable patients whose response decides",
+                    json_schema_extra={"unit": "patients"})
+    r1: int = Field(ge=0, le=1000, description="Stop if at most r1 of the first n1 respond (CR or CRi)",
+                    json_schema_extra={"unit": "patients"})
+    pause_enrollment: bool = _text("Pause enrollment after the n1-th patient until stage 1 is evaluated "
+                                   "(sites stay open; patients arriving meanwhile are not enrolled)")
+
+    @model_validator(mode="after")
+    def _r1_below_n1(self) -> SimonFutility:
+        if self.r1 >= self.n1:
+            raise ValueError(f"r1 = {self.r1} must be below n1 = {self.n1}")
+        return self
+
+
+class InterimFutility(_Section):
+    """Futility on the primary endpoint at one interim look: stop enrollment when the chance that the
+    final test rejects H0 (conditional power or Bayesian predictive probability) is below a threshold."""
+
+    enabled: bool = _text("Whether the rule is applied")
+    method: Literal["conditional_power", "predictive_probability"] = _text(
+        "Conditional power under `assumption`, or the predictive probability under a beta posterior")
+    assumption: Literal["trend", "h1"] = _text("For conditional power: future patients at the current "
+                                               "estimate ('trend') or at p1 ('h1')")
+    at_month: float = _positive("The interim look, months after the first enrollment", "months")
+    threshold: float = Field(gt=0.0, lt=1.0, description="Stop if the probability of final success is below this",
+                             json_schema_extra={"unit": "probability"})
+    prior_a: float = Field(gt=0.0, le=1000.0, description="Beta prior a of 18-month RFS (predictive probability)",
+                           json_schema_extra={"unit": "patients"})
+    prior_b: float = Field(gt=0.0, le=1000.0, description="Beta prior b of 18-month RFS (predictive probability)",
+                           json_schema_extra={"unit": "patients"})
+
+
+class Monitoring(_Section):
+    """Interim monitoring in calendar time; every rule is off unless enabled."""
+
+    induction_death: SafetyRule
+    nrm_day100: SafetyRule
+    simon: SimonFutility
+    futility: InterimFutility
+
+
 class Scenario(_Section):
     """A complete, validated description of the trial's assumptions."""
 
@@ -321,6 +399,7 @@ class Scenario(_Section):
     donor: Donor
     transplant: Transplant
     post_transplant: PostTransplant
+    monitoring: Monitoring
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
