@@ -1,0 +1,197 @@
+"""Interim monitoring rules evaluated in calendar time, as information arrives.
+
+Information arrives as observations: one per patient and rule, on the calendar day it becomes known
+(a death during VIP or blinatumomab on its day, survival of induction on the response assessment day;
+CR or CRi, or its absence, on the assessment day, a death before it on its day; non-relapse mortality
+by day 100 after HSCT on the day of death, its absence on day 100). A rule fires on the day of the
+observation that crosses its boundary; the futility rule on the primary endpoint looks once, on a
+calendar day. `stop` gives the first day any rule fires for the trial made of the first n patients,
+from that trial's observations alone; the SimPy model calls it as observations arrive, and the sizing
+study calls it after the fact for every n (both give the same day: observations only accumulate).
+
+What stopping means: enrollment ends on the day a rule fires; patients already enrolled continue their
+pathway and follow-up; the trial's efficacy claim is "not rejected" (its estimates are still reported).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy import special
+
+from sim.scenario.schema import DAYS_PER_MONTH, Analysis, InterimFutility, Monitoring, SafetyRule
+from sim.stats.designs import boundary_from_table, posterior_boundary
+
+# Observation kinds (one stream per rule).
+INDUCTION, NRM100, RESPONSE = range(3)
+RULES = ("induction_death", "nrm_day100", "simon", "futility")
+NRM_WINDOW_DAYS = 100.0
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Every observation of one trial, sorted by (day, patient): kind, patient index, day, event."""
+
+    kind: np.ndarray
+    patient: np.ndarray
+    day: np.ndarray
+    event: np.ndarray
+
+    @staticmethod
+    def of(kind: np.ndarray, patient: np.ndarray, day: np.ndarray, event: np.ndarray) -> Observations:
+        ok = np.isfinite(day)
+        order = np.lexsort((patient[ok], day[ok]))
+        return Observations(kind[ok][order], patient[ok][order], day[ok][order], event[ok][order])
+
+
+@dataclass(frozen=True)
+class LandmarkStatus:
+    """What the futility look needs per patient: enrollment, exit from the pathway, HSCT, and the days on
+    which the 18-month RFS status became known (failure day if failed by the landmark, else the day the
+    landmark was reached; inf if never known, e.g. lost to follow-up first)."""
+
+    enroll_day: np.ndarray
+    exit_day: np.ndarray
+    transplanted: np.ndarray
+    failed_day: np.ndarray
+    survived_day: np.ndarray
+
+
+@dataclass(frozen=True)
+class Stop:
+    """When a trial stops, and why: day inf and rule '' when no rule fires."""
+
+    day: float
+    rule: str
+
+    @property
+    def stopped(self) -> bool:
+        return self.rule != ""
+
+
+NEVER = Stop(math.inf, "")
+
+
+def any_enabled(monitoring: Monitoring) -> bool:
+    return any(getattr(monitoring, rule).enabled for rule in RULES)
+
+
+def stop(obs: Observations, status: LandmarkStatus, n: int, monitoring: Monitoring, analysis: Analysis) -> Stop:
+    """The first day a rule fires in the trial of the first n patients (NEVER if none does)."""
+    candidates = []
+    mine = obs.patient < n
+    for kind, name in ((INDUCTION, "induction_death"), (NRM100, "nrm_day100")):
+        rule = getattr(monitoring, name)
+        if rule.enabled:
+            candidates.append((_safety_day(obs, mine & (obs.kind == kind), rule, n), name))
+    if monitoring.simon.enabled:
+        candidates.append((_simon_day(obs, mine & (obs.kind == RESPONSE), monitoring.simon.n1, monitoring.simon.r1),
+                           "simon"))
+    if monitoring.futility.enabled:
+        candidates.append((_futility_day(status, n, monitoring.futility, analysis), "futility"))
+    day, rule = min(candidates, default=(math.inf, ""))
+    return Stop(day, rule) if math.isfinite(day) else NEVER
+
+
+def _safety_day(obs: Observations, mask: np.ndarray, rule: SafetyRule, n: int) -> float:
+    """Day of the observation at which the events among the first k evaluable reach the boundary."""
+    if not mask.any():
+        return math.inf
+    limits = safety_limits(rule, n)
+    events = obs.event[mask]
+    k = np.arange(1, events.size + 1)
+    d = np.cumsum(events)
+    fired = np.flatnonzero(d >= limits[np.minimum(k, n) - 1])
+    return float(obs.day[mask][fired[0]]) if fired.size else math.inf
+
+
+def safety_limits(rule: SafetyRule, nmax: int) -> np.ndarray:
+    """Events that stop the trial at k = 1..nmax evaluable patients (nmax + 1 where nothing stops)."""
+    return _limits(rule.prior_a, rule.prior_b, rule.threshold, rule.cutoff, rule.every, rule.min_evaluable,
+                   tuple(tuple(pair) for pair in rule.boundary), nmax)
+
+
+@lru_cache(maxsize=256)
+def _limits(a: float, b: float, threshold: float, cutoff: float, every: int, first: int,
+            table: tuple[tuple[int, int], ...], nmax: int) -> np.ndarray:
+    if table:
+        inside = [(k, d) for k, d in table if k <= nmax]
+        return boundary_from_table(inside, nmax).thresholds() if inside else np.full(nmax, nmax + 1)
+    if first > nmax:
+        return np.full(nmax, nmax + 1)
+    return posterior_boundary(a, b, threshold, cutoff, nmax, every, first).thresholds()
+
+
+def _simon_day(obs: Observations, mask: np.ndarray, n1: int, r1: int) -> float:
+    """Day stage 1 is complete (the n1-th evaluable response), if at most r1 of those n1 responded."""
+    events = obs.event[mask]
+    if events.size < n1 or events[:n1].sum() > r1:
+        return math.inf
+    return float(obs.day[mask][n1 - 1])
+
+
+def stage1_day(obs: Observations, n: int, n1: int) -> float:
+    """Day the n1-th evaluable response of the first n patients is known (inf before)."""
+    mask = (obs.patient < n) & (obs.kind == RESPONSE)
+    days = obs.day[mask]
+    return float(days[n1 - 1]) if days.size >= n1 else math.inf
+
+
+def futility_look_day(status: LandmarkStatus, rule: InterimFutility) -> float:
+    return float(status.enroll_day[0] + rule.at_month * DAYS_PER_MONTH)
+
+
+def _futility_day(status: LandmarkStatus, n: int, rule: InterimFutility, analysis: Analysis) -> float:
+    day = futility_look_day(status, rule)
+    return day if success_probability(status, n, day, rule, analysis) < rule.threshold else math.inf
+
+
+def success_probability(status: LandmarkStatus, n: int, day: float, rule: InterimFutility,
+                        analysis: Analysis) -> float:
+    """Chance, at `day`, that the final analysis of n patients rejects H0 (1.0 when nothing is known yet).
+
+    The model (README: interim futility): the final test is read as the exact binomial test on the
+    landmark status of N transplanted patients, N = n x the share of patients who have left the pathway
+    by `day` that were transplanted; K survivors and F failures are known at `day`; the N - K - F
+    remaining patients survive with probability K / (K + F) (conditional power, 'trend'), p1 ('h1'),
+    or a beta posterior (predictive probability; Lee & Liu 2008).
+    """
+    enrolled = np.arange(status.enroll_day.size) < n
+    known_fail = int(np.count_nonzero(enrolled & (status.failed_day <= day)))
+    known_alive = int(np.count_nonzero(enrolled & (status.survived_day <= day)))
+    known = known_fail + known_alive
+    left = enrolled & (status.exit_day <= day)
+    if known == 0 or not left.any():
+        return 1.0
+    total = max(int(round(n * np.count_nonzero(left & status.transplanted) / np.count_nonzero(left))), known)
+    needed = critical_survivors(total, analysis.p0, analysis.alpha) - known_alive
+    remaining = total - known
+    if needed <= 0:
+        return 1.0
+    if needed > remaining:
+        return 0.0
+    if rule.method == "predictive_probability":
+        return beta_binomial_sf(needed, remaining, rule.prior_a + known_alive, rule.prior_b + known_fail)
+    p = known_alive / known if rule.assumption == "trend" else analysis.p1
+    return float(special.bdtrc(needed - 1, remaining, p))
+
+
+@lru_cache(maxsize=4096)
+def critical_survivors(total: int, p0: float, alpha: float) -> int:
+    """Smallest K with P(Binomial(total, p0) >= K) <= alpha (total + 1 if none)."""
+    k = np.arange(total + 1)
+    tail = special.bdtrc(k - 1, total, p0)
+    tail[0] = 1.0
+    hits = np.flatnonzero(tail <= alpha)
+    return int(hits[0]) if hits.size else total + 1
+
+
+def beta_binomial_sf(k: int, n: int, a: float, b: float) -> float:
+    """P(X >= k) for X ~ BetaBinomial(n, a, b)."""
+    x = np.arange(k, n + 1)
+    log_pmf = (special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
+               + special.betaln(x + a, n - x + b) - special.betaln(a, b))
+    return float(np.exp(log_pmf).sum())
