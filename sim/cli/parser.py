@@ -89,7 +89,8 @@ def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int
                         help=f"sample sizes: START:STOP:STEP (inclusive) and/or single values (default {spec})")
     parser.add_argument("--reps", type=_positive_int, default=reps, help=f"replicates per sample size (default {reps})")
     parser.add_argument("--seed", type=_nonneg_int, default=1, help="master random seed (default 1)")
-    parser.add_argument("--jobs", type=_jobs, default=-1, help="parallel processes, -1 = all cores (default -1)")
+    parser.add_argument("--jobs", type=_jobs, default=-1,
+                        help="parallel processes on this machine (--backend loky), -1 = all cores (default -1)")
     parser.add_argument("--chunk-size", type=_positive_int, default=50, help="replicates per chunk (default 50)")
     parser.add_argument("--backend", choices=("loky", "dask", "slurm", "pbs", "sge"), default="loky",
                         help="loky: processes on this machine; dask: a running Dask cluster (needs --scheduler); "
@@ -111,7 +112,8 @@ def _cluster_args(parser: argparse.ArgumentParser) -> None:
         "DASK_JOBQUEUE__SLURM__MEMORY=... and the like).")
     group.add_argument("--cluster-jobs", type=_positive_int, metavar="N",
                        help="batch jobs to run workers in (default 1); a job that ends early is resubmitted")
-    group.add_argument("--cores", type=_positive_int, help="cores per job (one worker process per core)")
+    group.add_argument("--cores", type=_positive_int,
+                       help="cores per job (a single-threaded worker per core unless the configuration sets processes)")
     group.add_argument("--memory", type=_memory, help="memory per job, e.g. 16GB")
     group.add_argument("--walltime", metavar="TIME", help="wall time per job, e.g. 02:00:00; workers retire "
                        "shortly before it and the jobs are resubmitted")
