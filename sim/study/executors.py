@@ -81,8 +81,6 @@ class DaskExecutor:
             self.cluster.close()
 
 
-
-
 # dask-jobqueue's cluster class and the command that submits its jobs, by --backend.
 BATCH_SYSTEMS = {"slurm": ("SLURMCluster", "sbatch"), "pbs": ("PBSCluster", "qsub"), "sge": ("SGECluster", "qsub")}
 
