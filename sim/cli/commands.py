@@ -33,13 +33,24 @@ if TYPE_CHECKING:
 DEFAULT_SCENARIO = "scenarios/base.toml"
 
 
+CLUSTER_OPTIONS = ("cluster_jobs", "cores", "memory", "walltime", "queue", "account", "job_name", "log_dir",
+                   "worker_timeout")
+
+
 def _executor(args: argparse.Namespace):
-    from sim.study.executors import DaskExecutor, LocalExecutor
+    from sim.study.executors import BATCH_SYSTEMS, ClusterRequest, DaskExecutor, LocalExecutor, jobqueue_executor
 
     if args.backend == "dask" and not args.scheduler:
         raise InputError("--backend dask needs --scheduler tcp://HOST:PORT")
     if args.scheduler and args.backend != "dask":
         raise InputError("--scheduler is only used with --backend dask")
+    given = [name for name in CLUSTER_OPTIONS if getattr(args, name) is not None]
+    if args.backend not in BATCH_SYSTEMS and given:
+        raise InputError(f"--{given[0].replace('_', '-')} is only used with --backend slurm, pbs or sge")
+    if args.backend in BATCH_SYSTEMS:
+        request = ClusterRequest(args.backend, **{("jobs" if name == "cluster_jobs" else name): getattr(args, name)
+                                                  for name in given})
+        return jobqueue_executor(request, args.out / "logs", notify=lambda message: print(message, file=sys.stderr))
     return DaskExecutor(args.scheduler) if args.backend == "dask" else LocalExecutor(_cores(args.jobs))
 
 

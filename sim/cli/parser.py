@@ -134,11 +134,14 @@ def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int
                         help=f"sample sizes: START:STOP:STEP (inclusive) and/or single values (default {spec})")
     parser.add_argument("--reps", type=_positive_int, default=reps, help=f"replicates per sample size (default {reps})")
     parser.add_argument("--seed", type=_nonneg_int, default=1, help="master random seed (default 1)")
-    parser.add_argument("--jobs", type=_jobs, default=-1, help="parallel processes, -1 = all cores (default -1)")
+    parser.add_argument("--jobs", type=_jobs, default=-1,
+                        help="parallel processes on this machine (--backend loky), -1 = all cores (default -1)")
     parser.add_argument("--chunk-size", type=_positive_int, default=50, help="replicates per chunk (default 50)")
-    parser.add_argument("--backend", choices=("loky", "dask"), default="loky",
-                        help="loky: processes on this machine; dask: a Dask cluster (needs --scheduler)")
+    parser.add_argument("--backend", choices=("loky", "dask", "slurm", "pbs", "sge"), default="loky",
+                        help="loky: processes on this machine; dask: a running Dask cluster (needs --scheduler); "
+                             "slurm, pbs, sge: start workers as batch jobs (dask-jobqueue, see below)")
     parser.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    _cluster_args(parser)
     parser.add_argument("--endpoints", choices=("primary", "all"), default=endpoints,
                         help=f"primary: primary and ITT only (fastest); all: every secondary endpoint too "
                              f"(default {endpoints})")
@@ -146,6 +149,47 @@ def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int
     parser.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default {out})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     parser.add_argument("--pdf", action="store_true", help="also print the report to report.pdf (headless Chromium)")
+
+
+def _cluster_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "batch cluster (--backend slurm, pbs or sge)",
+        "Values not given here come from the dask-jobqueue configuration (~/.config/dask/jobqueue.yaml, "
+        "DASK_JOBQUEUE__SLURM__MEMORY=... and the like).")
+    group.add_argument("--cluster-jobs", type=_positive_int, metavar="N",
+                       help="batch jobs to run workers in (default 1); a job that ends early is resubmitted")
+    group.add_argument("--cores", type=_positive_int,
+                       help="cores per job (a single-threaded worker per core unless the configuration sets processes)")
+    group.add_argument("--memory", type=_memory, help="memory per job, e.g. 16GB")
+    group.add_argument("--walltime", metavar="TIME", help="wall time per job, e.g. 02:00:00; workers retire "
+                       "shortly before it and the jobs are resubmitted")
+    group.add_argument("--queue", help="queue (SLURM partition)")
+    group.add_argument("--account", help="account to charge (SGE: project)")
+    group.add_argument("--job-name", help="name of the batch jobs (default from the configuration: dask-worker)")
+    group.add_argument("--log-dir", type=Path, help="folder for the jobs' output and error files (default OUT/logs)")
+    group.add_argument("--worker-timeout", type=_positive_float, metavar="SECONDS",
+                       help="give up (exit 2, jobs cancelled) if no worker has started by then (default 300)")
+
+
+def _memory(text: str) -> str:
+    from dask.utils import parse_bytes
+
+    try:
+        if parse_bytes(text) < 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a memory size such as 4GB or 500MB") from None
+    return text
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
+    return value
 
 
 def _scenario_args(parser: argparse.ArgumentParser) -> None:
