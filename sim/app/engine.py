@@ -138,7 +138,7 @@ class Request:
         return Key(self.reference.model_dump_json(), self.ns, self.seed)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Snapshot:
     """What the page shows: the summary of replicates 0..reps-1 of the current request."""
 
