@@ -144,9 +144,10 @@ def start_explorer(out: Path, *args: str) -> tuple[subprocess.Popen, str]:
 
     port = free_port()
     root = Path(__file__).resolve().parents[1]
-    process = subprocess.Popen([sys.executable, str(root / "run_sim.py"), "explore", "--port", str(port), "--out",
-                                str(out), *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    with open(out / "server.log", "wb") as log:    # what the server printed, for tests to read
+        process = subprocess.Popen([sys.executable, str(root / "run_sim.py"), "explore", "--port", str(port), "--out",
+                                    str(out), *args], cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                                   env=os.environ | {"PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
     while True:
@@ -157,7 +158,7 @@ def start_explorer(out: Path, *args: str) -> tuple[subprocess.Popen, str]:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"the explorer did not start: {process.stdout.read().decode()}") from None
+                raise RuntimeError(f"the explorer did not start: {(out / 'server.log').read_text()}") from None
             time.sleep(0.2)
 
 

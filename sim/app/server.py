@@ -164,7 +164,8 @@ def make_app(config: Config) -> App:
         @reactive.effect
         @reactive.event(input.scenario, ignore_init=True)
         def _switch() -> None:
-            chosen = config.library.get(input.scenario())
+            label = input.scenario()
+            chosen = config.library.get(label) if isinstance(label, str) else None
             if chosen is None or chosen == path.get():
                 return
             path.set(chosen)
