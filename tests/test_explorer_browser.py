@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from browser import CHROMIUM, Browser, rss_kib, start_explorer
+
 from sim.scenario.schema import ScenarioError, load_scenario
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")

@@ -13,7 +13,6 @@ import time
 from urllib.parse import urlparse
 
 import pytest
-
 from browser import start_explorer
 
 SEED = 20261125
