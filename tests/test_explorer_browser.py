@@ -133,6 +133,25 @@ def test_saved_scenario_reproduces_the_shown_power_with_the_sweep(app, tmp_path)
     assert text == f"{power[60]:.3f}"
 
 
+def test_two_tabs_do_not_interfere(app, tmp_path_factory):
+    first = app["browser"]
+    mine = progress(first)
+    changed = shown_power(first)
+    second = Browser(tmp_path_factory.mktemp("second"))
+    try:
+        second.open(app["url"])
+        second.wait_js("+document.querySelector('#progress')?.dataset.done === 1", timeout=120)
+        assert "nothing changed" in second.js("document.querySelector('#changes').innerText")
+        assert shown_power(second)[60] > changed[60], "the second tab shows the scenario as loaded, not the first's"
+        second.js("Shiny.setInputValue('relapse_1', 30)")
+        second.wait_js("document.querySelector('#changes').innerText.includes('relapse_incidence=0.3')", timeout=30)
+        time.sleep(1.0)
+        assert progress(first) == mine and shown_power(first) == changed, "the first tab moved with the second"
+        assert "relapse_incidence" not in first.js("document.querySelector('#changes').innerText")
+    finally:
+        second.close()
+
+
 def test_memory_stays_flat_over_200_changes(app):
     browser, pid = app["browser"], app["process"].pid
     values = [5 + (k * 7) % 40 for k in range(200)]

@@ -83,7 +83,7 @@ def scenario_library(given: Path, folders: tuple[Path, ...]) -> dict[str, Path]:
 def control_ui(control, scenario: Scenario, version: int, sources: dict) -> ui.TagList:
     shown = control.shown(scenario)
     source = control_source(control, scenario, sources)
-    note = f"as loaded: {shown:g} {control.unit}" + (f" ({control.moves})" if control.moves else "")
+    note = f"as loaded: {control.value(scenario):.4g} {control.unit}" + (f" ({control.moves})" if control.moves else "")
     return ui.TagList(
         ui.input_slider(f"{control.name}_{version}", f"{control.label} ({control.unit})", control.lo, control.hi,
                         shown, step=control.step, width="100%"),
