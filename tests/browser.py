@@ -144,6 +144,7 @@ def start_explorer(out: Path, *args: str) -> tuple[subprocess.Popen, str]:
 
     port = free_port()
     root = Path(__file__).resolve().parents[1]
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "server.log", "wb") as log:    # what the server printed, for tests to read
         process = subprocess.Popen([sys.executable, str(root / "run_sim.py"), "explore", "--port", str(port), "--out",
                                     str(out), *args], cwd=root, stdout=log, stderr=subprocess.STDOUT,

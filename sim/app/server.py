@@ -37,8 +37,9 @@ from sim.app.inputs import (
 from sim.app.keep import ReportJob, save_scenario, start_report
 from sim.scenario.schema import InputError, Scenario, load_scenario
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.15
 REFRESH_SECONDS = 1.0
+REFRESH_GROWTH = 1.5        # a refinement is shown when it rests on half as many trials again (CPU for the workers)
 
 STYLE = """
 body { font-size: 14px; }
@@ -157,6 +158,7 @@ def make_app(config: Config) -> App:
         version = reactive.value(1)
         snapshot = reactive.value(None)         # what the results show (published at most once a second)
         latest = reactive.value(None)           # the newest summary, for the progress line
+        drawn = reactive.value(None)            # what the figures show (the numbers first, then the figures)
         request_error = reactive.value("")
         kept_message = reactive.value("")
         job: reactive.Value[ReportJob | None] = reactive.value(None)
@@ -219,10 +221,13 @@ def make_app(config: Config) -> App:
 
         @reactive.effect
         def _poll() -> None:
-            # A new question shows at once; refinements at most once a second (each redraws two figures).
+            # A new question shows at once; refinements at most once a second and only when they rest on 50% more
+            # trials (each redraws two figures, CPU the simulation workers need on a small machine).
             reactive.invalidate_later(POLL_SECONDS)
             snap = explorer.snapshot()
             with reactive.isolate():
+                if drawn.get() is not snapshot.get():
+                    drawn.set(snapshot.get())       # figures follow the numbers one tick later, in their own flush
                 last = snapshot.get()
                 if snap is None or snap is latest.get():
                     return
@@ -231,7 +236,8 @@ def make_app(config: Config) -> App:
                 if snap.reps < first and not snap.done:
                     return                          # the first estimate waits for enough trials
                 fresh = last is None or snap.generation != last.generation or snap.done
-                if fresh or time.monotonic() - published["at"] >= REFRESH_SECONDS:
+                grown = snap.reps >= REFRESH_GROWTH * last.reps if last is not None else True
+                if fresh or (grown and time.monotonic() - published["at"] >= REFRESH_SECONDS):
                     published["at"] = time.monotonic()
                     snapshot.set(snap)
 
@@ -281,7 +287,7 @@ def make_app(config: Config) -> App:
 
         @render.ui
         def power():
-            return ui.HTML(views.power_plot(snapshot.get()))
+            return ui.HTML(views.power_plot(drawn.get()))
 
         @render.ui
         def required():
@@ -293,7 +299,7 @@ def make_app(config: Config) -> App:
 
         @render.ui
         def funnel():
-            return ui.HTML(views.funnel_plot(snapshot.get()))
+            return ui.HTML(views.funnel_plot(drawn.get()))
 
         def save_current() -> Path | None:
             resolved, grid, errors = state()
