@@ -404,3 +404,21 @@ def docs(args: argparse.Namespace) -> int:
     write_atomically(args.out.parent, {args.out.name: scenario_reference()})
     print(f"Wrote {args.out}")
     return 0
+
+
+def explore(args: argparse.Namespace) -> int:
+    """The live what-if explorer, until Ctrl-C; reports are written by this command line's sweep."""
+    from pathlib import Path
+
+    from sim.app.inputs import grid_from
+    from sim.app.server import serve
+
+    ns = sorted({n for spec in args.n for n in spec})
+    step = min((b - a for a, b in zip(ns[:-1], ns[1:], strict=True)), default=1)
+    grid = grid_from(ns[0], ns[-1], step, args.reps, args.seed)
+    run_sim = Path(__file__).resolve().parents[2] / "run_sim.py"
+    sweep_command = [sys.executable, str(run_sim)] if run_sim.is_file() else None
+    try:
+        return serve(Path(args.scenario), args.host, args.port, args.out, grid, _cores(args.jobs), sweep_command)
+    except KeyboardInterrupt:
+        return 0

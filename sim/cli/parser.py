@@ -1,6 +1,6 @@
 """Command line of run_sim.py: the argument parser and its checks; the work is in commands.py.
 
-Commands: sweep (the default), trial, compare, sensitivity, describe, design, report, docs. Bad arguments
+Commands: sweep (the default), trial, compare, sensitivity, describe, design, report, explore, docs. Bad arguments
 exit with status 2 before anything is written; so does bad input found by a command, with one
 message per problem naming the file (or --set override), the key, the value and what is allowed.
 """
@@ -113,6 +113,23 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("out", type=Path, help="a folder written by sweep, compare or sensitivity")
     report.add_argument("--pdf", action="store_true", help="also print it to report.pdf with headless Chromium")
     report.set_defaults(command=commands.report)
+
+    explore = sub.add_parser("explore", help="the live what-if explorer: a local web page (power and required n "
+                                             "while you move the assumptions)")
+    explore.add_argument("--scenario", default=DEFAULT_SCENARIO,
+                         help=f"scenario loaded first (default {DEFAULT_SCENARIO})")
+    explore.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                         "only; another address shares the page on the network, without a password)")
+    explore.add_argument("--port", type=_nonneg_int, default=8050, help="port (default 8050; 0 = any free port)")
+    explore.add_argument("--n", nargs="+", type=_n_spec, default=[list(range(20, 101, 10))], metavar="N",
+                         help="sample sizes shown first (default 20:100:10)")
+    explore.add_argument("--reps", type=_positive_int, default=2000,
+                         help="simulated trials per question (default 2000)")
+    explore.add_argument("--seed", type=_nonneg_int, default=1, help="master random seed (default 1)")
+    explore.add_argument("--jobs", type=_jobs, default=-1, help="simulation processes, -1 = all cores (default -1)")
+    explore.add_argument("--out", type=Path, default=Path("results/explore"),
+                         help="where saved scenarios and reports go (default results/explore)")
+    explore.set_defaults(command=commands.explore)
 
     docs = sub.add_parser("docs", help="regenerate the scenario reference (scenarios/README.md)")
     docs.add_argument("--out", type=Path, default=Path("scenarios/README.md"))
