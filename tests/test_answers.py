@@ -173,8 +173,12 @@ def test_targets_are_reached_by_moving_the_named_input(base):
     negative = a.p_negative_after_induction * (1 - a.p_lose_negativity) + \
         (1 - a.p_negative_after_induction) * a.p_convert_to_negative
     assert negative == pytest.approx(0.95, abs=1e-9)
-    assert [s.key for s in solved] == ["donor.p_no_donor", "mrd.mfc.p_convert_to_negative"]
+    assert [[c[0] for c in s.changes] for s in solved] == [["donor.p_no_donor"],
+                                                           ["mrd.mfc.p_negative_after_induction"]]
     assert scenario.response == base.response and scenario.accrual == base.accrual
+    scenario, _ = apply_targets(base, ["target.crc=0.8"], "base")
+    assert scenario.response.p_cr + scenario.response.p_cri == pytest.approx(0.8)
+    assert scenario.response.p_cr / scenario.response.p_cri == pytest.approx(0.85 / 0.07)
     scenario, _ = apply_targets(base, ["target.enrolled_per_month=1.0"], "base")
     acc = scenario.accrual
     assert acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob) == pytest.approx(1.0)
@@ -182,7 +186,7 @@ def test_targets_are_reached_by_moving_the_named_input(base):
 
 @pytest.mark.parametrize(("item", "message"), [
     ("target.p_reach_hsct=0.95", r"reachable: 0 to 0\.72"),
-    ("target.mrd_negative_before_hsct=0.5", r"reachable: 0\.85"),
+    ("target.mrd_negative_before_hsct=0.3", r"reachable: 0\.5 to 0\.97"),
     ("target.nonsense=1", "unknown target"),
     ("target.crc=high", "expected a number"),
 ])
@@ -195,8 +199,8 @@ def test_target_on_the_command_line_reaches_the_manifest(tmp_path, capsys):
     out = tmp_path / "t"
     assert main(["trial", "--n", "30", "--set", "target.crc=0.8", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert "response.p_cr moved from 0.85 to 0.73" in manifest["targets"][0]
-    assert manifest["scenario"]["response"]["p_cr"] == pytest.approx(0.73)
+    assert "response.p_cr moved from 0.85 to 0.739" in manifest["targets"][0]
+    assert manifest["scenario"]["response"]["p_cr"] + manifest["scenario"]["response"]["p_cri"] == pytest.approx(0.8)
 
 
 # --------------------------------------------------------------------------- the flow known at the cutoff

@@ -82,8 +82,9 @@ def test_paired_difference_is_that_of_the_what_if_module(explorer, tmp_path):
         time.sleep(0.05)
     scenarios = {"loaded": BASE, "current": LOWER_CRC}
     models = {name: arm_models(s) for name, s in scenarios.items()}
-    replicates = run_scenarios(scenarios, models, NS, 60, SEED, "primary", tmp_path, LocalExecutor(1), 20)
-    expected = paired_differences(replicates, "loaded")
+    runs = run_scenarios(scenarios, models, NS, 60, SEED, "primary", tmp_path, LocalExecutor(1), 20, (0.8,),
+                         itt_truth=False)
+    expected = paired_differences({name: run.results.replicates for name, run in runs.items()}, "loaded")
     pd.testing.assert_frame_equal(snap.difference.reset_index(drop=True), expected, check_exact=True)
     assert (snap.difference["mcse_paired"] < snap.difference["mcse_independent"]).all()
 

@@ -50,7 +50,7 @@ def test_bad_values_give_the_command_line_message_beside_the_control():
     assert resolved.scenario is None and resolved.errors["p1"] == str(cli.value) == resolved.errors["p0"]
     assert "crc" not in resolved.errors
     unreachable = resolve(BASE_FILE, BASE, {"mrd": 30}, None, "")
-    assert "from 50% to 97% by moving mrd.mfc.p_negative_after_induction" in unreachable.errors["mrd"]
+    assert "by moving mrd.mfc.p_negative_after_induction (reachable: 0.5 to 0.97)" in unreachable.errors["mrd"]
     for value in ("abc", None, [], 1e308, float("nan"), -3):
         assert "expected a number" in resolve(BASE_FILE, BASE, {"crc": value}, None, "").errors["crc"]
     assert "expected section.key=value" in resolve(BASE_FILE, BASE, {}, None, "nonsense").errors["other"]

@@ -20,6 +20,7 @@ from typing import Any
 
 from sim.scenario.calibrate import mrd_negative_before_hsct
 from sim.scenario.schema import InputError, Scenario, ScenarioError, load_scenario, parse_override, scenario_files
+from sim.study.targets import TARGETS
 
 
 @dataclass(frozen=True)
@@ -62,49 +63,28 @@ def _percent_of(key: str) -> dict[str, Any]:
     return {"keys": lambda s: (key,), "value": get, "overrides": lambda s, v: [f"{key}={_num(v / 100)}"]}
 
 
-def _crc_overrides(s: Scenario, v: float) -> list[str]:
-    total = s.response.p_cr + s.response.p_cri
-    share = s.response.p_cr / total if total > 0 else 1.0
-    p_cr = round(v / 100 * share, 6)
-    return [f"response.p_cr={_num(p_cr)}", f"response.p_cri={_num(round(v / 100 - p_cr, 6))}"]
+def _target_overrides(name: str):
+    """--set items that put a derived quantity (study/targets.py) at a control's value in percent or per month."""
+    scale = 1.0 if name == "enrolled_per_month" else 100.0
+
+    def overrides(s: Scenario, v: float) -> list[str]:
+        return [f"{key}={_num(round(value, 6))}" for key, value in TARGETS[name].solve(s, v / scale).items()]
+
+    return overrides
 
 
 def _assay_key(s: Scenario) -> str:
     return f"mrd.{s.mrd.assay.lower()}"
 
 
-def _mrd_overrides(s: Scenario, v: float) -> list[str]:
-    a = s.assay
-    target = v / 100
-    slope = 1.0 - a.p_lose_negativity - a.p_convert_to_negative
-    lo, hi = sorted((a.p_convert_to_negative, 1.0 - a.p_lose_negativity))
-    key = f"{_assay_key(s)}.p_negative_after_induction"
-    if slope <= 0 or not lo - 1e-12 <= target <= hi + 1e-12:
-        raise ScenarioError(
-            f"MRD-negative before HSCT = {v:g}%: with {_assay_key(s)}.p_convert_to_negative = "
-            f"{a.p_convert_to_negative:g} and p_lose_negativity = {a.p_lose_negativity:g} it can be set from "
-            f"{100 * lo:.0f}% to {100 * hi:.0f}% by moving {key}; change those keys by name for other values")
-    return [f"{key}={_num(round(min(max((target - a.p_convert_to_negative) / slope, 0.0), 1.0), 6))}"]
-
-
-def _enrolment(s: Scenario) -> float:
-    a = s.accrual
-    return a.n_sites * a.screened_per_site_month * (1.0 - a.screen_fail_prob)
-
-
-def _enrolment_overrides(s: Scenario, v: float) -> list[str]:
-    a = s.accrual
-    return [f"accrual.screened_per_site_month={_num(round(v / (a.n_sites * (1.0 - a.screen_fail_prob)), 6))}"]
-
-
 CONTROLS: tuple[Control, ...] = (
     Control("crc", "Complete remission after induction (CR + CRi)", "% of patients alive after VIP", 0, 100, 1,
             keys=lambda s: ("response.p_cr", "response.p_cri"),
-            value=lambda s: 100 * (s.response.p_cr + s.response.p_cri), overrides=_crc_overrides,
-            moves="moves response.p_cr and response.p_cri, keeping their proportion"),
+            value=lambda s: 100 * TARGETS["crc"].value(s), overrides=_target_overrides("crc"),
+            moves="moves " + TARGETS["crc"].moves(None)),
     Control("mrd", "MRD-negative before HSCT", "% of patients in remission", 0, 100, 1,
             keys=lambda s: (f"{_assay_key(s)}.p_negative_after_induction",),
-            value=lambda s: 100 * mrd_negative_before_hsct(s), overrides=_mrd_overrides,
+            value=lambda s: 100 * mrd_negative_before_hsct(s), overrides=_target_overrides("mrd_negative_before_hsct"),
             moves="moves the deciding assay's p_negative_after_induction (conversion and loss of negativity kept)"),
     Control("no_donor", "No suitable donor", "% of patients", 0, 100, 1, **_percent_of("donor.p_no_donor")),
     Control("refusal", "Eligible patient declines HSCT", "% of eligible patients", 0, 100, 1,
@@ -114,8 +94,9 @@ CONTROLS: tuple[Control, ...] = (
     Control("nrm", "Non-relapse mortality after HSCT by the landmark", "% cumulative incidence", 0, 99, 1,
             **_percent_of("post_transplant.nrm_incidence")),
     Control("accrual", "Enrolment once all sites are open", "patients per month", 0.1, 10, 0.1,
-            keys=lambda s: ("accrual.screened_per_site_month",), value=_enrolment, overrides=_enrolment_overrides,
-            moves="moves accrual.screened_per_site_month (sites and screen failures kept)"),
+            keys=lambda s: ("accrual.screened_per_site_month",), value=TARGETS["enrolled_per_month"].value,
+            overrides=_target_overrides("enrolled_per_month"),
+            moves="moves " + TARGETS["enrolled_per_month"].moves(None)),
     Control("ramp", "Sites open over the first", "months", 0, 24, 1, keys=lambda s: ("accrual.ramp_up_months",),
             value=lambda s: s.accrual.ramp_up_months, overrides=lambda s, v: [f"accrual.ramp_up_months={_num(v)}"]),
     Control("p0", "Null RFS after HSCT at the landmark (p0)", "%", 1, 99, 1, **_percent_of("analysis.p0")),

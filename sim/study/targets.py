@@ -1,10 +1,11 @@
-"""What-ifs in the committee's terms: a derived quantity set to a target by solving for one input.
+"""What-ifs in the committee's terms: a derived quantity set to a target by solving for the inputs it moves.
 
 A committee says "75% MRD-negative before HSCT" or "70% reach transplant", while a scenario is
 parametrised by negativity after induction and conversion, or by each stage's risk. `--set
-target.NAME=VALUE` names such a quantity; the one input it moves (stated here, in the reference and
-in every report) is solved by root finding so the quantity equals the value, everything else as
-given. A value outside what that input can reach is refused with the reachable range.
+target.NAME=VALUE` (and the explorer's controls) name such a quantity; the input it moves, stated
+here, in the reference and in every report, is solved so the quantity equals the value, everything
+else as given (in closed form where there is one, by root finding otherwise). A value outside what
+that input can reach is refused with the reachable range. Several targets are reached together.
 """
 
 from __future__ import annotations
@@ -20,19 +21,47 @@ from sim.scenario.schema import Scenario, ScenarioError, parse_override
 from sim.study.design import p_reach_hsct
 
 PREFIX = "target."
+MAX_PASSES = 50
 
 
 @dataclass(frozen=True)
 class Target:
-    """A derived quantity, in words, and the input solved to reach it."""
+    """A derived quantity, in words; the inputs that move (as text); its value; the inputs that reach a goal."""
 
     words: str
-    moves: Callable[[Scenario], str]          # the dotted key of the input that moves
+    moves: Callable[[Scenario], str]
     value: Callable[[Scenario], float]
+    solve: Callable[[Scenario, float], dict[str, float]]   # goal -> {dotted key: value}; ScenarioError if unreachable
 
 
-def _crc(s: Scenario) -> float:
-    return s.response.p_cr + s.response.p_cri
+def _unreachable(words: str, goal: float, moves: str, lo: float, hi: float) -> ScenarioError:
+    return ScenarioError(f"{words} = {goal:g} cannot be reached by moving {moves} (reachable: {lo:.4g} to {hi:.4g}), "
+                         "the rest as given")
+
+
+def _assay(s: Scenario) -> str:
+    return f"mrd.{s.mrd.assay.lower()}"
+
+
+def _solve_mrd(s: Scenario, goal: float) -> dict[str, float]:
+    """MRD-negative before HSCT = p1 (1 - lose) + (1 - p1) convert, linear in p1 = negativity after induction."""
+    a = s.assay
+    slope = 1.0 - a.p_lose_negativity - a.p_convert_to_negative
+    lo, hi = sorted((a.p_convert_to_negative, 1.0 - a.p_lose_negativity))
+    key = f"{_assay(s)}.p_negative_after_induction"
+    if slope == 0 or not lo - 1e-12 <= goal <= hi + 1e-12:
+        raise _unreachable(TARGETS["mrd_negative_before_hsct"].words, goal, key, lo, hi)
+    return {key: min(max((goal - a.p_convert_to_negative) / slope, 0.0), 1.0)}
+
+
+def _solve_crc(s: Scenario, goal: float) -> dict[str, float]:
+    r = s.response
+    hi = 1.0 - r.p_early_death
+    if not 0.0 <= goal <= hi + 1e-12:
+        raise _unreachable(TARGETS["crc"].words, goal, "response.p_cr and response.p_cri", 0.0, hi)
+    total = r.p_cr + r.p_cri
+    share = r.p_cr / total if total > 0 else 1.0
+    return {"response.p_cr": goal * share, "response.p_cri": goal * (1.0 - share)}
 
 
 def _enrolled_per_month(s: Scenario) -> float:
@@ -40,31 +69,55 @@ def _enrolled_per_month(s: Scenario) -> float:
     return a.n_sites * a.screened_per_site_month * (1.0 - a.screen_fail_prob)
 
 
+def _solve_enrollment(s: Scenario, goal: float) -> dict[str, float]:
+    a = s.accrual
+    if not goal > 0:
+        raise _unreachable(TARGETS["enrolled_per_month"].words, goal, "accrual.screened_per_site_month", 0.0, 1e9)
+    return {"accrual.screened_per_site_month": goal / (a.n_sites * (1.0 - a.screen_fail_prob))}
+
+
+def _solve_reach(s: Scenario, goal: float) -> dict[str, float]:
+    """P(reach HSCT) falls with the no-donor probability: root finding over [0, 1]."""
+    def reach(x: float) -> float:
+        return p_reach_hsct(s.with_updates({"donor.p_no_donor": x}))
+
+    hi, lo = reach(0.0), reach(1.0)
+    if not lo - 1e-12 <= goal <= hi + 1e-12:
+        raise _unreachable(TARGETS["p_reach_hsct"].words, goal, "donor.p_no_donor", lo, hi)
+    if hi - lo < 1e-15:
+        return {"donor.p_no_donor": s.donor.p_no_donor}
+    goal = min(max(goal, lo), hi)
+    return {"donor.p_no_donor": optimize.brentq(lambda x: reach(x) - goal, 0.0, 1.0, xtol=1e-14, rtol=1e-12)}
+
+
 TARGETS: dict[str, Target] = {
     "mrd_negative_before_hsct": Target(
-        "MRD-negative before HSCT, among remitters", lambda s: f"mrd.{s.mrd.assay.lower()}.p_convert_to_negative",
-        mrd_negative_before_hsct),
-    "p_reach_hsct": Target("P(an enrolled patient is transplanted)", lambda s: "donor.p_no_donor", p_reach_hsct),
-    "crc": Target("CRc (CR + CRi) among patients alive after VIP", lambda s: "response.p_cr", _crc),
+        "MRD-negative before HSCT, among remitters",
+        lambda s: f"{_assay(s)}.p_negative_after_induction (conversion and loss of negativity kept)",
+        mrd_negative_before_hsct, _solve_mrd),
+    "p_reach_hsct": Target("P(an enrolled patient is transplanted)", lambda s: "donor.p_no_donor", p_reach_hsct,
+                           _solve_reach),
+    "crc": Target("CRc (CR + CRi) among patients alive after VIP",
+                  lambda s: "response.p_cr and response.p_cri, keeping their proportion",
+                  lambda s: s.response.p_cr + s.response.p_cri, _solve_crc),
     "enrolled_per_month": Target("patients enrolled per month once every site is open",
-                                 lambda s: "accrual.screened_per_site_month", _enrolled_per_month),
+                                 lambda s: "accrual.screened_per_site_month (sites and screen failures kept)",
+                                 _enrolled_per_month, _solve_enrollment),
 }
 
 
 @dataclass(frozen=True)
 class Solved:
-    """A target reached: the quantity, its value, the input moved and its old and new values."""
+    """A target reached: the quantity, its value, and the inputs moved with their old and new values."""
 
     name: str
     words: str
     target: float
-    key: str
-    before: float
-    after: float
+    changes: tuple[tuple[str, float, float], ...]
 
     def text(self) -> str:
-        return (f"{self.words} = {self.target:g} (--set {PREFIX}{self.name}): {self.key} moved from {self.before:g} "
-                f"to {self.after:.6g}")
+        moved = ", ".join(f"{key} moved from {before:g} to {after:.6g}" for key, before, after in self.changes)
+        return f"{self.words} = {self.target:g} (--set {PREFIX}{self.name}): {moved}"
 
 
 def split_targets(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -73,8 +126,13 @@ def split_targets(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], li
     return [o for o in overrides if o not in targets], targets
 
 
+def reach(scenario: Scenario, name: str, goal: float) -> Scenario:
+    """The scenario with one target reached (ScenarioError naming the reachable range if it cannot be)."""
+    return scenario.with_updates(TARGETS[name].solve(scenario, goal))
+
+
 def apply_targets(scenario: Scenario, items: list[str], source: str) -> tuple[Scenario, list[Solved]]:
-    """The scenario with every target reached at once, each by moving its own input.
+    """The scenario with every target reached at once, each by moving its own inputs.
 
     Targets interact (more MRD negativity also raises P(reach HSCT)), so they are solved in turn until
     all hold together (block coordinate root finding; each input moves one quantity monotonically).
@@ -82,23 +140,24 @@ def apply_targets(scenario: Scenario, items: list[str], source: str) -> tuple[Sc
     goals = _parse_targets(items)
     if not goals:
         return scenario, []
-    keys = {name: TARGETS[name].moves(scenario) for name, _, _ in goals}
-    if len(set(keys.values())) < len(keys):
-        raise ScenarioError(f"--set {', '.join(items)}: two targets move the same input; give one of them")
-    before = {name: float(_get(scenario.model_dump(), key)) for name, key in keys.items()}
+    before = scenario.model_dump()
     for _ in range(MAX_PASSES):
         for name, goal, item in goals:
-            scenario = _reach(scenario, name, goal, item, source)
+            try:
+                scenario = reach(scenario, name, goal)
+            except ScenarioError as exc:
+                raise ScenarioError(f"{source} with --set {item}: {exc}") from None
         if all(abs(TARGETS[name].value(scenario) - goal) < 1e-9 for name, goal, _ in goals):
             break
     else:
         raise ScenarioError(f"{source} with --set {', '.join(items)}: these targets cannot all be reached together")
-    data = scenario.model_dump()
-    return scenario, [Solved(name, TARGETS[name].words, goal, keys[name], before[name], float(_get(data, keys[name])))
-                      for name, goal, _ in goals]
-
-
-MAX_PASSES = 50
+    after = scenario.model_dump()
+    solved = []
+    for name, goal, _ in goals:
+        keys = TARGETS[name].solve(scenario, goal)
+        solved.append(Solved(name, TARGETS[name].words, goal,
+                             tuple((key, float(_get(before, key)), float(_get(after, key))) for key in keys)))
+    return scenario, solved
 
 
 def _parse_targets(items: list[str]) -> list[tuple[str, float, str]]:
@@ -115,59 +174,14 @@ def _parse_targets(items: list[str]) -> list[tuple[str, float, str]]:
     return goals
 
 
-def _reach(scenario: Scenario, name: str, goal: float, item: str, source: str) -> Scenario:
-    """The scenario with the target's input solved so its quantity equals goal (the rest as given)."""
-    target = TARGETS[name]
-    key = target.moves(scenario)
-    lo, hi = _bounds(scenario, key)
-
-    def moved(x: float) -> Scenario:
-        return scenario.with_updates({key: float(x)})
-
-    def reachable(x: float) -> float | None:
-        try:
-            return target.value(moved(x))
-        except ScenarioError:
-            return None
-
-    ends = [(x, v) for x, v in ((x, reachable(x)) for x in (lo, hi)) if v is not None]
-    values = sorted(v for _, v in ends)
-    if len(ends) < 2 or not values[0] - 1e-12 <= goal <= values[1] + 1e-12:
-        span = f"{values[0]:.4g} to {values[1]:.4g}" if len(values) == 2 else "nothing valid"
-        raise ScenarioError(f"{source} with --set {item}: {target.words} = {goal:g} cannot be reached by moving {key} "
-                            f"within its allowed range [{lo:g}, {hi:g}] (reachable: {span}), the rest as given")
-    (x0, v0), (x1, v1) = ends
-    if abs(v1 - v0) < 1e-15:
-        return moved(x0)
-    goal = min(max(goal, values[0]), values[1])
-    return moved(optimize.brentq(lambda x: target.value(moved(x)) - goal, x0, x1, xtol=1e-14, rtol=1e-12,
-                                 maxiter=200))
-
-
 def _get(data: dict[str, Any], key: str) -> Any:
     for part in key.split("."):
         data = data[part]
     return data
 
 
-def _bounds(scenario: Scenario, key: str) -> tuple[float, float]:
-    """The input's allowed interval from the schema, capped where other values make the rest invalid."""
-    from sim.scenario.schema import _field_at
-
-    field = _field_at(tuple(key.split(".")))
-    lo, hi = 0.0, 1.0
-    for meta in field.metadata:
-        lo = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else lo
-        lo = getattr(meta, "gt", None) * (1 + 1e-9) + 1e-12 if getattr(meta, "gt", None) is not None else lo
-        hi = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else hi
-        hi = getattr(meta, "lt", None) * (1 - 1e-9) if getattr(meta, "lt", None) is not None else hi
-    if key == "response.p_cr":        # CR + CRi + early death must stay <= 1
-        hi = min(hi, 1.0 - scenario.response.p_cri - scenario.response.p_early_death)
-    return float(lo), float(hi)
-
-
 def load_with_targets(path: str, overrides: list[str] | tuple[str, ...]) -> tuple[Scenario, list[Solved]]:
-    """load_scenario with ordinary --set overrides applied first, then each target reached in turn."""
+    """load_scenario with ordinary --set overrides applied first, then every target reached."""
     from sim.scenario.schema import load_scenario
 
     ordinary, targets = split_targets(overrides)
