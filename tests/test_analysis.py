@@ -288,7 +288,7 @@ def test_endpoint_rows(risky_trial):
     h = risky_trial
     rows = endpoints(h)
     names = [r["endpoint"] for r in rows]
-    assert len(names) == len(set(names)) == 17
+    assert len(names) == len(set(names)) == 19
     assert all(set(r) == ENDPOINT_KEYS for r in rows)
     by_name = dict(zip(names, rows, strict=True))
     primary = primary_analysis(h)
@@ -296,7 +296,7 @@ def test_endpoint_rows(risky_trial):
     assert by_name["enrolled"]["estimate"] == 80
     assert by_name["transplanted by the cutoff"]["estimate"] == primary.n_transplanted
     rates = [r for r in rows if np.isfinite(r["se"])]
-    assert len(rates) == 12
+    assert len(rates) == 14
     for r in rates:
         assert 0.0 <= r["lower"] <= r["estimate"] <= r["upper"] <= 1.0, r
         assert not r["not_evaluable_reason"], r

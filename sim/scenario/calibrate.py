@@ -19,6 +19,7 @@ import numpy as np
 from scipy import integrate, optimize
 
 from sim.scenario.schema import DAYS_PER_MONTH, Scenario, ScenarioError
+from sim.scenario.waiting import mrd_negative_before_hsct, transplanted_shares, waiting_rates
 
 DONOR_TYPES = ("haplo", "sibling", "unrelated")
 AGVHD_WINDOW_DAYS = 100.0
@@ -94,20 +95,23 @@ def calibrate(scenario: Scenario) -> PostTransplantModel:
 
 
 def group_weights(scenario: Scenario) -> np.ndarray:
-    """Share of each subgroup among transplanted patients (donor type independent of MRD status)."""
+    """Share of each subgroup among transplanted patients.
+
+    Without waiting risk, donor type is independent of MRD status and only MRD-positive patients sent to
+    transplant anyway are MRD-positive at HSCT (a re-test sends only negatives). With it, a longer donor
+    search or a higher relapse hazard (MRD-positive) loses more patients before HSCT, so the shares come
+    from the waiting-time integrals of waiting.py.
+    """
+    if waiting_rates(scenario).any:
+        shares = transplanted_shares(scenario)
+        if shares.sum() > 0:
+            return (shares / shares.sum()).ravel()
     d = scenario.donor
     donor = np.array([d.p_haplo, d.p_sibling, d.p_unrelated])
     mrd_pos = 1.0 - mrd_negative_before_hsct(scenario) if scenario.mrd.positive_action == "transplant" else 0.0
     if mrd_pos >= 1.0:  # nobody is MRD-negative: all transplanted are MRD-positive
         mrd_pos = 1.0
     return np.outer(donor, [1.0 - mrd_pos, mrd_pos]).ravel()
-
-
-def mrd_negative_before_hsct(scenario: Scenario) -> float:
-    """P(MRD-negative before HSCT) among remitters, from the two time points' transition probabilities."""
-    a = scenario.assay
-    p1 = a.p_negative_after_induction
-    return p1 * (1.0 - a.p_lose_negativity) + (1.0 - p1) * a.p_convert_to_negative
 
 
 # --------------------------------------------------------------------------- incidences

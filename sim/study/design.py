@@ -14,25 +14,37 @@ import numpy as np
 from scipy import special
 
 from sim.model.draws import _inverse_cumulative_intensity
-from sim.scenario.calibrate import PostTransplantModel, mrd_negative_before_hsct, null_twin, rfs
+from sim.scenario.calibrate import PostTransplantModel, null_twin, rfs
 from sim.scenario.schema import DAYS_PER_MONTH, Scenario
+from sim.scenario.waiting import alive_at_admission, alive_at_mrd_result, reach_decision
 
 
 def stage_probabilities(scenario: Scenario) -> list[tuple[str, float]]:
-    """(stage, probability of getting through it given the previous ones), in pathway order."""
+    """(stage, probability of getting through it given the previous ones), in pathway order.
+
+    From the end of consolidation the stages are those of waiting.py: alive in remission at the MRD result,
+    the MRD policy's route to the transplant decision, donor, consent, alive in remission at admission.
+    """
     s = scenario
     c1, c2 = s.consolidation.cycle1, s.consolidation.cycle2
-    mrd = mrd_negative_before_hsct(s) if s.mrd.positive_action == "off_study" else 1.0
+    at_result = alive_at_mrd_result(s)
+    decided = reach_decision(s) / at_result if at_result > 0 else 0.0
+    mrd_stage = {
+        "off_study": f"MRD-negative before HSCT ({s.mrd.assay})",
+        "transplant": "MRD-positive patients transplanted too",
+        "blinatumomab_retest": f"MRD-negative before HSCT ({s.mrd.assay}) or at the re-test after blinatumomab",
+    }[s.mrd.positive_action]
     return [
         ("survive VIP induction", 1.0 - s.induction.p_death),
         ("remission that is consolidated (CR" + (" or CRi)" if s.consolidation.include_cri else ")"),
          s.response.p_cr + (s.response.p_cri if s.consolidation.include_cri else 0.0)),
         (f"complete cycle 1 ({c1.regimen}) alive without relapse", 1.0 - c1.p_death - c1.p_relapse),
         (f"complete cycle 2 ({c2.regimen}) alive without relapse", 1.0 - c2.p_death - c2.p_relapse),
-        (f"MRD-negative before HSCT ({s.mrd.assay})" if s.mrd.positive_action == "off_study"
-         else "MRD-positive patients transplanted too", mrd),
+        (f"alive in remission at the MRD result ({s.assay.turnaround_days:g}-day turnaround)", at_result),
+        (mrd_stage, decided),
         ("donor available", 1.0 - s.donor.p_no_donor),
         ("accept HSCT", 1.0 - s.transplant.p_refusal),
+        ("alive in remission at admission (donor search, slot wait)", alive_at_admission(s)),
     ]
 
 
