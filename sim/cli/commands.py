@@ -375,6 +375,7 @@ def _progress(total: int, quiet: bool):
 
 def describe(args: argparse.Namespace) -> int:
     from sim.scenario.calibrate import calibrate, true_endpoints
+    from sim.scenario.waiting import mean_days_to_hsct
     from sim.study.design import (
         expected_accrual_months,
         normal_approx_transplanted,
@@ -400,7 +401,8 @@ def describe(args: argparse.Namespace) -> int:
         cumulative *= p
         print(f"  {stage:<54} {p:6.3f}   cumulative {cumulative:6.3f}")
     reach = p_reach_hsct(scenario)
-    print(f"  P(an enrolled patient is transplanted) = {reach:.3f}\n")
+    print(f"  P(an enrolled patient is transplanted) = {reach:.3f}; on average "
+          f"{mean_days_to_hsct(scenario) / DAYS_PER_MONTH:.1f} months from enrollment to HSCT\n")
     acc = scenario.accrual
     full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
     print(f"Accrual: {full:.2f} enrolled/month once all {acc.n_sites} sites are open "

@@ -74,7 +74,8 @@ def write_report(out: Path) -> Path:
         _section("Required sample size", _required_table(sizes)),
         _section("Precision of the primary estimate",
                  _img(precision_figure(oc), "Confidence-interval half-width against n")),
-        _section(f"Secondary endpoints at n = {example_n}", _secondary_table(oc, example_n)),
+        _section(f"Secondary endpoints at n = {example_n}",
+                 _secondary_table(oc, example_n, manifest["truths"]["design"])),
         _section(f"Patient flow (one simulated trial of n = {example_n})",
                  _img(flow_figure(patient_flow(history)), "CONSORT-style patient flow of an example trial")),
         _section(f"Example trial (n = {example_n}): survival and incidence after HSCT",
@@ -152,7 +153,7 @@ def _required_table(sizes: pd.DataFrame) -> str:
                    for s in sizes.itertuples()])
 
 
-def _secondary_table(oc: pd.DataFrame, n: int) -> str:
+def _secondary_table(oc: pd.DataFrame, n: int, truths: dict[str, float]) -> str:
     rows = oc[(oc["n"] == n) & oc["analysis"].isin(["itt", *SECONDARY])]
     if rows.empty:
         return "<p>Secondary endpoints were not computed (sweep run with <code>--endpoints primary</code>).</p>"
@@ -160,10 +161,16 @@ def _secondary_table(oc: pd.DataFrame, n: int) -> str:
     out = []
     for r in rows.itertuples():
         label = labels[r.analysis][0].format(lm="18-month", assay="").replace(" ()", "")
-        out.append([label, f"{r.true:.3f}", f"{r.mean:.3f}", f"{r.bias:+.4f}", f"{r.empse:.3f}", f"{r.coverage:.3f}",
+        mcse = truths.get(f"{r.analysis}_mcse")
+        true = f"{r.true:.3f}" + (f" (simulated, MCSE {mcse:.3f})" if mcse is not None and mcse == mcse else "")
+        out.append([label, true, f"{r.mean:.3f}", f"{r.bias:+.4f}", f"{r.empse:.3f}", f"{r.coverage:.3f}",
                     f"{r.p_not_evaluable:.3f}"])
+    note = ("<p class=\"note\">True values are calculated from the scenario's hazards, except those marked "
+            "simulated: endpoints from enrollment depend on the whole pathway and come from one uncensored cohort "
+            "of 200,000 simulated patients. OS and EFS from enrollment follow every enrolled patient, also after "
+            "leaving the pathway; EFS events are induction failure, relapse and death.</p>")
     return _table(["endpoint", "true", "mean estimate", "bias", "empirical SE", "95% CI coverage", "not evaluable"],
-                  out)
+                  out) + note
 
 
 def _resources(forecast: pd.DataFrame | None, totals: pd.DataFrame | None, manifest: dict) -> str:

@@ -91,24 +91,27 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
     state[:, 0] = 1.0
     if not np.isfinite(a_rate):                      # everyone has acute GVHD at HSCT
         state = _onset_jump(state, acute=True, fraction=f)
-    breaks = sorted({0.0, *(b for b in (AGVHD_WINDOW_DAYS, d0) if 0 < b < times.max())})
-    stops = sorted(set(breaks[1:]) | {float(t) for t in times if t > 0})
     result = np.empty((len(times), n_groups, _WIDTH))
-    now = 0.0
-    for stop in [0.0, *stops]:
-        if stop > now:
-            middle = 0.5 * (now + stop)
-            onsets["acute"] = a_rate if np.isfinite(a_rate) and middle < AGVHD_WINDOW_DAYS else 0.0
-            onsets["chronic"] = c_rate if np.isfinite(c_rate) and middle >= d0 else 0.0
-            sol = integrate.solve_ivp(rhs, (now ** (1.0 / q), stop ** (1.0 / q)), state.ravel(), method="DOP853",
-                                      rtol=_RTOL, atol=_ATOL)
-            if not sol.success:
-                raise RuntimeError(f"GVHD-NRM forward equations failed: {sol.message}")
-            state = sol.y[:, -1].reshape(n_groups, _WIDTH)
-            now = stop
-        if not np.isfinite(c_rate) and now == d0:   # everyone alive without relapse gets chronic GVHD at its onset
+    edges = sorted({0.0, float(times.max()), *(b for b in (AGVHD_WINDOW_DAYS, d0) if 0 < b < times.max())})
+    for lo, hi in zip(edges, [*edges[1:], np.inf], strict=True):
+        if not np.isfinite(c_rate) and lo == d0:     # everyone alive without relapse gets chronic GVHD at its onset
             state = _onset_jump(state, acute=False, fraction=p)
-        result[times == now] = state
+        result[times == lo] = state
+        if not np.isfinite(hi):
+            break
+        inside = (times > lo) & (times <= hi)
+        # Rates are constant in t on each piece; the piece runs in s = t^(1/q) with dense output at the times.
+        onsets["acute"] = a_rate if np.isfinite(a_rate) and lo < AGVHD_WINDOW_DAYS else 0.0
+        onsets["chronic"] = c_rate if np.isfinite(c_rate) and lo >= d0 else 0.0
+        s_eval = times[inside] ** (1.0 / q)
+        s_end = hi ** (1.0 / q)
+        sol = integrate.solve_ivp(rhs, (lo ** (1.0 / q), s_end), state.ravel(), method="DOP853",
+                                  t_eval=np.unique(np.append(s_eval, s_end)), rtol=_RTOL, atol=_ATOL)
+        if not sol.success:
+            raise RuntimeError(f"GVHD-NRM forward equations failed: {sol.message}")
+        at = np.searchsorted(sol.t, s_eval)
+        result[inside] = sol.y[:, at].T.reshape(-1, n_groups, _WIDTH)
+        state = sol.y[:, -1].reshape(n_groups, _WIDTH)
     return result
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special
 
 from sim.model.draws import _inverse_cumulative_intensity
-from sim.scenario.calibrate import PostTransplantModel, null_twin, rfs
+from sim.scenario.calibrate import PostTransplantModel, null_twin, rfs, rfs_curve
 from sim.scenario.schema import DAYS_PER_MONTH, Scenario
 from sim.scenario.waiting import alive_at_admission, alive_at_mrd_result, reach_decision
 
@@ -32,7 +32,7 @@ def stage_probabilities(scenario: Scenario) -> list[tuple[str, float]]:
     mrd_stage = {
         "off_study": f"MRD-negative before HSCT ({s.mrd.assay})",
         "transplant": "MRD-positive patients transplanted too",
-        "blinatumomab_retest": f"MRD-negative before HSCT ({s.mrd.assay}) or at the re-test after blinatumomab",
+        "blinatumomab_retest": f"MRD-negative ({s.mrd.assay}), or at the blinatumomab re-test",
     }[s.mrd.positive_action]
     return [
         ("survive VIP induction", 1.0 - s.induction.p_death),
@@ -40,11 +40,11 @@ def stage_probabilities(scenario: Scenario) -> list[tuple[str, float]]:
          s.response.p_cr + (s.response.p_cri if s.consolidation.include_cri else 0.0)),
         (f"complete cycle 1 ({c1.regimen}) alive without relapse", 1.0 - c1.p_death - c1.p_relapse),
         (f"complete cycle 2 ({c2.regimen}) alive without relapse", 1.0 - c2.p_death - c2.p_relapse),
-        (f"alive in remission at the MRD result ({s.assay.turnaround_days:g}-day turnaround)", at_result),
+        (f"alive in remission at the MRD result ({s.assay.turnaround_days:g} days)", at_result),
         (mrd_stage, decided),
         ("donor available", 1.0 - s.donor.p_no_donor),
         ("accept HSCT", 1.0 - s.transplant.p_refusal),
-        ("alive in remission at admission (donor search, slot wait)", alive_at_admission(s)),
+        ("alive in remission at admission (donor, slot)", alive_at_admission(s)),
     ]
 
 
@@ -65,7 +65,7 @@ def expected_accrual_months(scenario: Scenario, n: int) -> float:
 def km_variance_factor(model: PostTransplantModel, t: float, grid: int = 4000) -> float:
     """n Var(KM S(t)) ~ S(t)^2 integral_0^t dLambda / (S G) = S(t)^2 integral d(1/S) / G."""
     s_grid = np.linspace(0.0, t, grid + 1)
-    inv_s = 1.0 / np.array([rfs(model, u) for u in s_grid])
+    inv_s = 1.0 / rfs_curve(model, s_grid)
     mid = (s_grid[:-1] + s_grid[1:]) / 2
     g = np.exp(-model.ltfu_rate * mid)
     return float(rfs(model, t) ** 2 * np.sum(np.diff(inv_s) / g))
