@@ -226,6 +226,8 @@ def simulate_trial(scenario: Scenario, n: int, seed: int, replicate: int = 0,
     draws = draw_patients(scenario, n, seed, replicate)
     model = PathwayModel(scenario, draws)
     model.run()
+    if np.any(model.exit_reason < 0):   # a process left waiting forever (e.g. a slot never released)
+        raise RuntimeError(f"{np.count_nonzero(model.exit_reason < 0)} patients never left the pathway")
     post_model = post_model if post_model is not None else calibrate(scenario)
     post = post_transplant_history(model.days["hsct_day"], hsct_group(draws), draws.post_uniforms, post_model)
     why = model.exit_reason
