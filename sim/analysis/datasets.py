@@ -193,8 +193,9 @@ def patient_flow(history: TrialHistory) -> pd.DataFrame:
         ("MRD tested before HSCT", count(tested), 0),
         ("MRD-negative", count(tested & d.mrd2_negative), 1),
         ("MRD-positive", count(tested & ~d.mrd2_negative), 1),
-        ("re-tested after a further blinatumomab course", count(retested), 1),
-        ("negative at the re-test", count(retested & d.mrd_retest_negative), 2),
+        *([("re-tested after a further blinatumomab course", count(retested), 1),
+           ("negative at the re-test", count(retested & d.mrd_retest_negative), 2)]
+          if history.scenario.mrd.positive_action == "blinatumomab_retest" else []),
         ("MRD-positive (off pathway)", count(why == MRD_POSITIVE), 1),
         ("no donor (off pathway)", count(why == NO_DONOR_FOUND), 1),
         ("declined HSCT (off pathway)", count(why == REFUSED), 1),

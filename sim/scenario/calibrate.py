@@ -417,7 +417,15 @@ def null_twin(model: PostTransplantModel, p0: float, landmark_days: float) -> Po
                             "hazards gives a null twin with RFS = analysis.p0")
     lo, hi = -30.0, 30.0
     if model.gvhd_linked:
-        # Bracket from c = 1 outwards: a scaling of e^30 would make the forward equations needlessly stiff.
+        # Each RFS is an ODE solve: start the secant method from the unlinked model's scaling, which is close.
+        unlinked = null_twin(replace(model, nrm_hr_agvhd34=1.0, nrm_hr_cgvhd=1.0), p0, landmark_days)
+        total = model.relapse_cumhaz + model.nrm_cumhaz
+        guess = float(np.log((unlinked.relapse_cumhaz + unlinked.nrm_cumhaz) / total))
+        log_c = optimize.newton(gap, guess, x1=guess + 1e-3, tol=1e-13, maxiter=50, disp=False)
+        if np.isfinite(log_c) and abs(gap(log_c)) < 1e-10:   # the forward equations are accurate to ~1e-11
+            c = float(np.exp(log_c))
+            return replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c)
+        # Otherwise bracket from c = 1 outwards (a scaling of e^30 would make the equations needlessly stiff).
         step = 1.0 if gap(0.0) > 0 else -1.0
         while gap(step) * gap(0.0) > 0 and abs(step) < 30.0:
             step *= 2.0

@@ -94,12 +94,15 @@ def _test_variances(scenario: Scenario, model: PostTransplantModel, s1: float | 
     return float(abs(g(alt) - g(a.p0))), v0, v1, alt
 
 
-def normal_approx_transplanted(scenario: Scenario, model: PostTransplantModel, power: float,
-                               s1: float | None = None) -> float:
-    """Transplanted patients for `power` at one-sided alpha, H0 S = p0 vs the model's true S (or s1)."""
+def normal_approx_transplanted(scenario: Scenario, model: PostTransplantModel, power: float | list[float],
+                               s1: float | None = None) -> float | list[float]:
+    """Transplanted patients for `power` (or each of several) at one-sided alpha, H0 S = p0 vs the model's true S
+    (or s1). Several powers share one variance calculation (with GVHD linked to NRM, each is several ODE solves)."""
     delta, v0, v1, _ = _test_variances(scenario, model, s1)
-    z_a, z_b = special.ndtri(1 - scenario.analysis.alpha), special.ndtri(power)
-    return float((z_a * np.sqrt(v0) + z_b * np.sqrt(v1)) ** 2 / delta ** 2)
+    z_a = special.ndtri(1 - scenario.analysis.alpha)
+    needed = [float((z_a * np.sqrt(v0) + special.ndtri(p) * np.sqrt(v1)) ** 2 / delta ** 2)
+              for p in np.atleast_1d(power)]
+    return needed if isinstance(power, list) else needed[0]
 
 
 def asymptotic_power(scenario: Scenario, model: PostTransplantModel, n_transplanted: float) -> float:
