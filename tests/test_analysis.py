@@ -265,8 +265,9 @@ def test_a_test_never_rejects_when_its_estimate_is_not_evaluable(base):
     s = base.with_updates({"analysis.test": "logrank", "analysis.cutoff": "calendar",
                            "analysis.calendar_cutoff_months": 18.0})
     not_evaluable = 0
+    model = calibrate(s)
     for seed in range(40):
-        h = simulate_trial(s, 80, seed)
+        h = simulate_trial(s, 80, seed, post_model=model)
         result = primary_analysis(h)
         if not result.estimate.evaluable:
             not_evaluable += 1

@@ -65,8 +65,9 @@ def test_probability_of_reaching_hsct_matches_simulation(base, updates):
 
 def test_expected_accrual_time_matches_simulated_enrollment(base):
     scenario = base.with_updates({"accrual.ramp_up_months": 0.0})
-    finish = [simulate_trial(scenario, 40, seed=5, replicate=r).draws.enroll_day[-1] / DAYS_PER_MONTH
-              for r in range(300)]
+    model = calibrate(scenario)
+    finish = [simulate_trial(scenario, 40, seed=5, replicate=r, post_model=model).draws.enroll_day[-1]
+              / DAYS_PER_MONTH for r in range(300)]
     # Without ramp-up, the 40th enrollment is Gamma(40, rate): mean exactly 40 / rate.
     assert expected_accrual_months(scenario, 40) == pytest.approx(40 / 2.0, rel=0.002)
     assert abs(np.mean(finish) - expected_accrual_months(scenario, 40)) < 4 * np.std(finish) / np.sqrt(300)
