@@ -185,7 +185,7 @@ def test_targets_are_reached_by_moving_the_named_input(base):
 
 
 @pytest.mark.parametrize(("item", "message"), [
-    ("target.p_reach_hsct=0.95", r"reachable: 0 to 0\.72"),
+    ("target.p_reach_hsct=0.95", r"reachable: 0 to 0\.7"),
     ("target.mrd_negative_before_hsct=0.3", r"reachable: 0\.5 to 0\.97"),
     ("target.nonsense=1", "unknown target"),
     ("target.crc=high", "expected a number"),

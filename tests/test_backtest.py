@@ -1,8 +1,9 @@
 """Back-test (pydesrap style): the sizing study's replicate rows equal stored outputs of earlier code.
 
-tests/backtest/*.parquet were written by simulate_chunk before the core loop was made faster (commit
-be5448a: every n analysed on its own). Any change to the model or the analysis that moves a single
-result fails here; a deliberate change of results regenerates the files and says why in its commit.
+tests/backtest/*.parquet are replicate rows analysed the slow way, every n on its own
+(tests/backtest/make_backtest.py, run after the clinical-realism model landed). Any change to the model
+or the analysis that moves a single result fails here; a deliberate change of results regenerates the
+files and says why in its commit.
 Floats agree to 1e-12 (only the order of additions in a Greenwood sum may differ); everything else
 (decisions, counts, reasons, row order, columns and their types) exactly.
 """
@@ -14,18 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from backtest.make_backtest import CASES, NS, REPS, SEED
 
 from sim.scenario.schema import load_scenario
 from sim.study.runner import Study, arm_models, simulate_chunk
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = {
-    "base_all": ("scenarios/base.toml", {}, "all"),
-    "calendar_primary": ("scenarios/base.toml", {"analysis.cutoff": "calendar",
-                                                 "analysis.calendar_cutoff_months": 40.0}, "primary"),
-    "finite_primary": ("scenarios/base.toml", {"transplant.capacity": "finite", "transplant.slots": 2}, "primary"),
-    "pessimistic_all": ("scenarios/pessimistic.toml", {"analysis.test": "logrank"}, "all"),
-}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -33,8 +28,7 @@ def test_replicate_rows_equal_the_stored_outputs_of_earlier_code(case):
     path, updates, endpoints = CASES[case]
     scenario = load_scenario(ROOT / path).with_updates(updates)
     stored = pd.read_parquet(ROOT / "tests" / "backtest" / f"{case}.parquet")
-    now = pd.DataFrame(simulate_chunk(Study(scenario, (20, 35, 50, 65, 80), 30, 11, endpoints),
-                                      arm_models(scenario), 0, 30))
+    now = pd.DataFrame(simulate_chunk(Study(scenario, NS, REPS, SEED, endpoints), arm_models(scenario), 0, REPS))
     assert list(now.columns) == list(stored.columns)
     for column in stored.columns:
         a, b = now[column].to_numpy(), stored[column].to_numpy()

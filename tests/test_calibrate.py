@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import integrate, optimize
+from support import NO_WAITING_RISK, UNLINKED_GVHD
 
 from sim.scenario import calibrate as cal
 from sim.scenario.schema import DAYS_PER_MONTH, ScenarioError, load_scenario
@@ -36,7 +37,9 @@ N_MC = 400_000
 
 @pytest.fixture(scope="module")
 def base():
-    return load_scenario(BASE)
+    """base.toml with GVHD not changing NRM and no risk while waiting: the closed forms checked here are those of
+    the unlinked model with independent donor type and MRD status (the rest: test_gvhd_link.py, test_waiting.py)."""
+    return load_scenario(BASE).with_updates({**UNLINKED_GVHD, **NO_WAITING_RISK})
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,10 @@ def test_nobody_reaches_hsct_without_donors(base):
     history = simulate_trial(scenario, 300, seed=2)
     patients = patients_table(history)
     assert patients["hsct_day"].isna().all()
-    assert patients["relapse_day"].isna().all() and patients["agvhd_day"].isna().all()
+    assert patients["nrm_day"].isna().all() and patients["agvhd_day"].isna().all()
+    # A relapse is one after leaving the pathway in remission (followed), never before leaving.
+    relapsed = patients["relapse_day"].notna()
+    assert (patients.loc[relapsed, "relapse_day"] >= patients.loc[relapsed, "off_pathway_day"]).all()
     flow = patient_flow(history).set_index("step")["count"]
     assert flow["transplanted"] == 0
     assert flow["no donor (off pathway)"] == flow["MRD-negative"]
@@ -128,7 +131,8 @@ def test_every_patient_leaves_with_one_reason_and_flow_adds_up(base):
     assert flow["consolidated"] - flow["died during consolidation"] - flow["relapsed during consolidation"] == \
         flow["MRD tested before HSCT"]
     assert flow["MRD tested before HSCT"] - flow["MRD-positive (off pathway)"] - flow["no donor (off pathway)"] - \
-        flow["declined HSCT (off pathway)"] == flow["transplanted"]
+        flow["declined HSCT (off pathway)"] - flow["relapsed while awaiting HSCT"] - flow["died while awaiting HSCT"] \
+        == flow["transplanted"]
 
 
 def test_post_transplant_events_follow_hsct_and_death_follows_relapse(base):

@@ -164,7 +164,9 @@ def test_sweep_command_writes_every_output(tmp_path, capsys):
         assert (out / name).is_file(), name
     oc = pd.read_csv(out / "oc.csv")
     assert set(oc["n"]) == {20, 30}
-    assert {"rfs", "itt", "os", "grfs", "crc"} <= set(oc["analysis"])
+    assert {"rfs", "itt", "os", "grfs", "crc", "os_enroll", "efs_enroll"} <= set(oc["analysis"])
+    enrollment = oc[oc["analysis"].isin(["os_enroll", "efs_enroll"])]
+    assert enrollment["true"].between(0.3, 1.0).all() and enrollment["mean"].notna().all()
     assert {"power_mcse", "type1_mcse", "bias_mcse", "coverage_mcse", "halfwidth_p90_mcse"} <= set(oc.columns)
     replicates = pd.read_parquet(out / "replicates.parquet")
     assert len(replicates) == 12 * 2 * 3

@@ -43,7 +43,8 @@ CENSORING = {CUTOFF: "data cutoff", LOST: "lost to follow-up", HORIZON: "end of 
 EXIT_TEXT = dict(zip(EXIT_REASONS, (
     "transplanted", "death during VIP induction", "death during blinatumomab", "refractory (no CR/CRi)",
     "CRi, not consolidated", "death during consolidation", "relapse during consolidation",
-    "MRD-positive before HSCT", "no donor found", "declined HSCT"), strict=True))
+    "MRD-positive before HSCT", "no donor found", "declined HSCT", "relapse while awaiting HSCT",
+    "death while awaiting HSCT"), strict=True))
 
 # PARAMCD -> (PARAMN, PARAM). Survival parameters: KM; incidence parameters: Aalen-Johansen with CNSR = 4 competing.
 PARAMETERS = {

@@ -3,6 +3,8 @@
 `patients_table` gives one row per patient with every stage's calendar day (day 0 = the first site
 opens; empty = did not happen), `event_log` the same history as time-ordered events, and
 `patient_flow` the CONSORT-style counts with the reason for everyone who left at each step.
+`relapse_day` is a relapse after HSCT or after leaving the pathway in remission (a relapse that made
+the patient leave has its own column); `death_day` and `ltfu_day` cover everyone followed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sim.model.pathway import (
     CONSOL_DEATH,
     CONSOL_RELAPSE,
     CRI_OFF,
+    DEATH_EXITS,
     EXIT_REASONS,
     INDUCTION_DEATH,
     MRD_POSITIVE,
@@ -23,6 +26,8 @@ from sim.model.pathway import (
     NOT_IN_REMISSION,
     REFUSED,
     TRANSPLANTED,
+    WAITING_DEATH,
+    WAITING_RELAPSE,
     TrialHistory,
 )
 from sim.scenario.calibrate import DONOR_TYPES
@@ -37,7 +42,10 @@ EVENT_COLUMNS = (
     ("cycle1_start", "cycle1_start_day"), ("cycle1_end", "cycle1_end_day"), ("cycle2_start", "cycle2_start_day"),
     ("cycle2_end", "cycle2_end_day"), ("consolidation_death", "consolidation_death_day"),
     ("consolidation_relapse", "consolidation_relapse_day"), ("mrd2_sample", "mrd2_sample_day"),
-    ("mrd2_result", "mrd2_result_day"), ("off_pathway", "off_pathway_day"), ("donor_ready", "donor_ready_day"),
+    ("mrd2_result", "mrd2_result_day"), ("blinatumomab_retest_course_start", "retest_course_start_day"),
+    ("mrd_retest_sample", "retest_sample_day"), ("mrd_retest_result", "retest_result_day"),
+    ("relapse_awaiting_hsct", "relapse_awaiting_hsct_day"), ("death_awaiting_hsct", "death_awaiting_hsct_day"),
+    ("off_pathway", "off_pathway_day"), ("donor_ready", "donor_ready_day"),
     ("slot_request", "slot_request_day"), ("admission", "admission_day"), ("hsct", "hsct_day"),
     ("acute_gvhd", "agvhd_day"), ("chronic_gvhd", "cgvhd_day"), ("relapse", "relapse_day"), ("nrm", "nrm_day"),
     ("death", "death_day"), ("lost_to_follow_up", "ltfu_day"),
@@ -46,15 +54,17 @@ EVENT_COLUMNS = (
 
 def patients_table(history: TrialHistory) -> pd.DataFrame:
     """One row per enrolled patient: attributes, doses, every stage's calendar day, outcomes, exit reason."""
-    s, d, days, post, why = history.scenario, history.draws, history.days, history.post, history.exit_reason
+    s, d, days, post, off = history.scenario, history.draws, history.days, history.post, history.off
+    why = history.exit_reason
     ind = s.induction
     enroll = d.enroll_day
     blina = days["blina_start_day"]
     toxicity = blinatumomab_event_days(history)
     remission = ~np.isnan(days["response_day"]) & np.isin(d.response, (CR, CRI))
     mrd2_tested = ~np.isnan(days["mrd2_sample_day"])
+    retested = ~np.isnan(days["retest_sample_day"])
     transplanted = why == TRANSPLANTED
-    pre_death = np.isin(why, (INDUCTION_DEATH, BLINA_DEATH, CONSOL_DEATH))
+    pre_death = np.isin(why, DEATH_EXITS)
     has_donor = d.donor != NO_DONOR
     table = {
         "patient": np.arange(1, history.n + 1),
@@ -86,21 +96,28 @@ def patients_table(history: TrialHistory) -> pd.DataFrame:
         "consolidation_death_day": _where(why == CONSOL_DEATH, days["exit_day"]),
         "consolidation_relapse_day": _where(why == CONSOL_RELAPSE, days["exit_day"]),
         "mrd2_sample_day": days["mrd2_sample_day"],
-        "mrd2_result_day": days["eligible_day"],
+        # The lab reports a result even for a patient who relapsed or died while it was pending.
+        "mrd2_result_day": days["mrd2_sample_day"] + s.assay.turnaround_days,
         "mrd2_negative": _flag(mrd2_tested, d.mrd2_negative),
+        "retest_course_start_day": days["retest_course_start_day"],
+        "retest_sample_day": days["retest_sample_day"],
+        "retest_result_day": days["retest_sample_day"] + s.mrd.retest_turnaround_days,
+        "retest_negative": _flag(retested, d.mrd_retest_negative),
         "donor_type": np.where(has_donor, np.asarray(DONOR_TYPES)[np.maximum(d.donor, 0)], "none"),
         "donor_ready_day": _where(has_donor, enroll + d.donor_search_days),
         "slot_request_day": days["slot_request_day"],
+        "relapse_awaiting_hsct_day": _where(why == WAITING_RELAPSE, days["exit_day"]),
+        "death_awaiting_hsct_day": _where(why == WAITING_DEATH, days["exit_day"]),
         "admission_day": days["admission_day"],
         "hsct_day": days["hsct_day"],
-        "relapse_day": post["relapse_day"],
+        "relapse_day": np.where(transplanted, post["relapse_day"], off["relapse_day"]),
         "nrm_day": post["nrm_day"],
-        "death_day": np.where(pre_death, days["exit_day"], post["death_day"]),
+        "death_day": np.where(pre_death, days["exit_day"], np.where(transplanted, post["death_day"], off["death_day"])),
         "agvhd_day": post["agvhd_day"],
         "agvhd_grade": np.where(np.isnan(post["agvhd_day"]), "", np.where(post["agvhd_grade34"], "III-IV", "II")),
         "cgvhd_day": post["cgvhd_day"],
         "cgvhd_systemic": _flag(~np.isnan(post["cgvhd_day"]), post["cgvhd_systemic"]),
-        "ltfu_day": post["ltfu_day"],
+        "ltfu_day": np.where(transplanted, post["ltfu_day"], off["ltfu_day"]),
         "exit_reason": np.asarray(EXIT_REASONS)[why],
         "off_pathway_day": _where(~transplanted, days["exit_day"]),
     }
@@ -147,8 +164,8 @@ def event_log(patients: pd.DataFrame) -> pd.DataFrame:
 def _detail(event: str, rows: pd.DataFrame) -> pd.Series | str:
     if event == "response_assessment":
         return rows["response"]
-    if event in ("mrd1_result", "mrd2_result"):
-        negative = rows[event[:4] + "_negative"]
+    if event in ("mrd1_result", "mrd2_result", "mrd_retest_result"):
+        negative = rows["retest_negative" if event == "mrd_retest_result" else event[:4] + "_negative"]
         return np.where(negative.to_numpy(dtype=bool, na_value=False), "negative", "positive")
     if event == "off_pathway":
         return rows["exit_reason"]
@@ -176,7 +193,8 @@ def patient_flow(history: TrialHistory, cutoff_day: float = np.inf) -> pd.DataFr
 
     exited = by_cutoff(days["exit_day"])
     assessed = by_cutoff(days["response_day"])
-    tested = by_cutoff(days["eligible_day"])
+    tested = by_cutoff(days["mrd2_sample_day"] + history.scenario.assay.turnaround_days)
+    retested = by_cutoff(days["retest_sample_day"])
 
     def count(mask: np.ndarray) -> int:
         return int(np.count_nonzero(mask))
@@ -202,9 +220,14 @@ def patient_flow(history: TrialHistory, cutoff_day: float = np.inf) -> pd.DataFr
         ("MRD tested before HSCT", count(tested), 0),
         ("MRD-negative", count(tested & d.mrd2_negative), 1),
         ("MRD-positive", count(tested & ~d.mrd2_negative), 1),
+        *([("re-tested after a further blinatumomab course", count(retested), 1),
+           ("negative at the re-test", count(retested & d.mrd_retest_negative), 2)]
+          if history.scenario.mrd.positive_action == "blinatumomab_retest" else []),
         ("MRD-positive (off pathway)", left(MRD_POSITIVE), 1),
         ("no donor (off pathway)", left(NO_DONOR_FOUND), 1),
         ("declined HSCT (off pathway)", left(REFUSED), 1),
+        ("relapsed while awaiting HSCT", left(WAITING_RELAPSE), 1),
+        ("died while awaiting HSCT", left(WAITING_DEATH), 1),
         ("transplanted", left(TRANSPLANTED), 0),
     ]
     if np.isfinite(cutoff_day):

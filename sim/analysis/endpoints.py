@@ -5,7 +5,8 @@ the landmark after HSCT (`cutoff = "landmark"`), or at a fixed time after the fi
 (`"calendar"`). Administrative censoring at the cutoff and loss to follow-up are applied here, to
 the first n enrolled patients only, so analysing the first n patients of a longer trial is the
 analysis of an n-patient trial. `primary_analysis` is the fast path the sizing study calls;
-`endpoints` adds every secondary endpoint. Times are days since HSCT (or enrollment for ITT).
+`endpoints` adds every secondary endpoint. Times are days since HSCT (or enrollment for ITT, and for
+OS and EFS from enrollment, which follow every enrolled patient, also after leaving the pathway).
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ import numpy as np
 
 from sim.analysis.datasets import blinatumomab_event_days
 from sim.model.draws import CR, CRI
-from sim.model.pathway import BLINA_DEATH, INDUCTION_DEATH, TRANSPLANTED, TrialHistory
+from sim.model.pathway import (
+    BLINA_DEATH,
+    CONSOL_RELAPSE,
+    DEATH_EXITS,
+    INDUCTION_DEATH,
+    NOT_IN_REMISSION,
+    TRANSPLANTED,
+    WAITING_RELAPSE,
+    TrialHistory,
+)
 from sim.scenario.calibrate import AGVHD_WINDOW_DAYS
 from sim.scenario.schema import DAYS_PER_MONTH
 from sim.stats.estimators import (
@@ -233,6 +243,11 @@ SECONDARY = {
              "Clopper-Pearson 95% CI; denominator: CR/CRi patients with a result"),
     "mrd2": ("MRD-negative rate before HSCT ({assay})",
              "Clopper-Pearson 95% CI; denominator: patients tested after consolidation"),
+    "os_enroll": ("{lm} OS from enrollment (all enrolled)",
+                  "Kaplan-Meier, log(-log) 95% CI; every enrolled patient followed, also after leaving the pathway"),
+    "efs_enroll": ("{lm} EFS from enrollment (all enrolled)",
+                   "Kaplan-Meier, log(-log) 95% CI; events: induction failure (on the day of the response "
+                   "assessment), relapse at any time, death from any cause"),
     "os": ("{lm} OS after HSCT", "Kaplan-Meier, log(-log) 95% CI"),
     "relapse": ("{lm} relapse incidence after HSCT", "Aalen-Johansen, NRM competing"),
     "nrm": ("{lm} NRM incidence after HSCT", "Aalen-Johansen, relapse competing"),
@@ -242,6 +257,8 @@ SECONDARY = {
     "grfs": ("{lm} GRFS after HSCT",
              "Kaplan-Meier; events: aGVHD III-IV, chronic GVHD needing systemic therapy, relapse, death"),
 }
+# Secondary endpoints from enrollment: analysed whatever the number transplanted.
+FROM_ENROLLMENT = ("os_enroll", "efs_enroll")
 
 
 def secondary_estimates(history: TrialHistory, n: int | None = None, obs: Observed | None = None
@@ -249,7 +266,7 @@ def secondary_estimates(history: TrialHistory, n: int | None = None, obs: Observ
     """Every secondary endpoint of the first n patients, keyed as in SECONDARY."""
     obs = observe(history, n) if obs is None else obs
     landmark = history.scenario.analysis.landmark_months * DAYS_PER_MONTH
-    out = _response_estimates(history, obs)
+    out = _response_estimates(history, obs) | _enrollment_estimates(history, obs)
     too_few = _too_few_transplanted(obs)
     if too_few:
         return out | {key: Estimate(np.nan, np.nan, np.nan, np.nan, int(obs.hsct.size), 0, too_few)
@@ -279,7 +296,8 @@ def _response_estimates(history: TrialHistory, obs: Observed) -> dict[str, Estim
     assessed = days["response_day"][:n] <= cutoff
     crc = assessed & np.isin(d.response[:n], (CR, CRI))
     mrd1 = crc & (days["response_day"][:n] + history.scenario.assay.turnaround_days <= cutoff)
-    mrd2 = days["eligible_day"][:n] <= cutoff
+    # The result before HSCT is reported after the turnaround, also for a patient who relapsed or died meanwhile.
+    mrd2 = days["mrd2_sample_day"][:n] + history.scenario.assay.turnaround_days <= cutoff
     return {
         "crc": clopper_pearson(int(crc.sum()), int((assessed | died_before).sum())),
         "mrd1": clopper_pearson(int((mrd1 & d.mrd1_negative[:n]).sum()), int(mrd1.sum())),
@@ -326,6 +344,60 @@ def safety_estimates(history: TrialHistory, obs: Observed) -> dict[str, Estimate
         "blina_discontinued": clopper_pearson(int(tox["discontinued"].sum()), int(on_blina.sum())),
         "hsct": clopper_pearson(int(obs.hsct.size), int(enrolled.sum())),
     }
+def death_days(history: TrialHistory) -> np.ndarray:
+    """Calendar day of every patient's death, latent (NaN: none within the horizon, or not followed)."""
+    why, days, post, off = history.exit_reason, history.days, history.post, history.off
+    return np.where(np.isin(why, DEATH_EXITS), days["exit_day"],
+                    np.where(why == TRANSPLANTED, post["death_day"], off["death_day"]))
+
+
+def efs_event_days(history: TrialHistory) -> np.ndarray:
+    """Calendar day of every patient's first EFS event, latent: induction failure, relapse or death."""
+    why, days, post, off = history.exit_reason, history.days, history.post, history.off
+    at_exit = np.isin(why, (*DEATH_EXITS, NOT_IN_REMISSION, CONSOL_RELAPSE, WAITING_RELAPSE))
+    return np.where(at_exit, days["exit_day"],
+                    np.where(why == TRANSPLANTED, np.fmin(post["relapse_day"], post["death_day"]),
+                             np.fmin(off["relapse_day"], off["death_day"])))
+
+
+def follow_up_end_days(history: TrialHistory, obs: Observed) -> np.ndarray:
+    """Calendar day each of the first n patients' follow-up ends (at the cutoff at the latest).
+
+    Transplanted by the cutoff: as after HSCT (cutoff, loss to follow-up, horizon); left the pathway alive
+    by the cutoff: the cutoff, loss to follow-up from the day they left, or the horizon after it; everyone
+    else (died on the pathway, or still on it): the cutoff.
+    """
+    n, cutoff = obs.n, obs.cutoff_day
+    why, exit_day, off = history.exit_reason[:n], history.days["exit_day"][:n], history.off
+    horizon = history.scenario.post_transplant.horizon_months * DAYS_PER_MONTH
+    end = np.full(n, cutoff)
+    left_alive = (why != TRANSPLANTED) & ~np.isin(why, DEATH_EXITS) & (exit_day <= cutoff)
+    ltfu = np.where(np.isnan(off["ltfu_day"][:n]), INF, off["ltfu_day"][:n])
+    end[left_alive] = np.minimum(np.minimum(cutoff, ltfu), exit_day + horizon)[left_alive]
+    end[obs.hsct] = obs.hsct_day + obs.follow_end
+    return end
+
+
+def from_enrollment(history: TrialHistory, obs: Observed, event_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time since enrollment, event) of patients enrolled by the cutoff for latent calendar event days."""
+    n = obs.n
+    enroll = history.draws.enroll_day[:n]
+    end = follow_up_end_days(history, obs)
+    day = np.where(np.isnan(event_day[:n]), INF, event_day[:n])
+    event = day <= end
+    time = np.where(event, day, end) - enroll
+    enrolled = enroll <= obs.cutoff_day
+    return time[enrolled], event[enrolled]
+
+
+def _enrollment_estimates(history: TrialHistory, obs: Observed) -> dict[str, Estimate]:
+    """OS and EFS at the landmark from enrollment (not evaluable when leavers are not followed)."""
+    if not history.scenario.off_pathway.followed:
+        reason = "off_pathway.followed = false: patients who leave the pathway alive are not followed"
+        return {key: Estimate(np.nan, np.nan, np.nan, np.nan, obs.n, 0, reason) for key in FROM_ENROLLMENT}
+    landmark = history.scenario.analysis.landmark_months * DAYS_PER_MONTH
+    return {"os_enroll": km_landmark(*from_enrollment(history, obs, death_days(history)), landmark)[0],
+            "efs_enroll": km_landmark(*from_enrollment(history, obs, efs_event_days(history)), landmark)[0]}
 
 
 def endpoints(history: TrialHistory, n: int | None = None) -> list[dict[str, object]]:

@@ -288,6 +288,7 @@ def _cores(jobs: int) -> int:
 
 def describe(args: argparse.Namespace) -> int:
     from sim.scenario.calibrate import calibrate, true_endpoints
+    from sim.scenario.waiting import mean_days_to_hsct
     from sim.study.design import (
         expected_accrual_months,
         normal_approx_transplanted,
@@ -313,7 +314,8 @@ def describe(args: argparse.Namespace) -> int:
         cumulative *= p
         print(f"  {stage:<54} {p:6.3f}   cumulative {cumulative:6.3f}")
     reach = p_reach_hsct(scenario)
-    print(f"  P(an enrolled patient is transplanted) = {reach:.3f}\n")
+    print(f"  P(an enrolled patient is transplanted) = {reach:.3f}; on average "
+          f"{mean_days_to_hsct(scenario) / DAYS_PER_MONTH:.1f} months from enrollment to HSCT\n")
     print(derived_text(scenario, solved))
     acc = scenario.accrual
     full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
@@ -321,9 +323,12 @@ def describe(args: argparse.Namespace) -> int:
           f"(over {acc.ramp_up_months:g} months); {args.n} enrolled after about "
           f"{expected_accrual_months(scenario, args.n):.1f} months\n")
     print(f"First-order normal-approximation sample size (test {a.test}, one-sided alpha {a.alpha}):")
-    for power in args.target_power:
-        for label, s1 in ((f"true RFS {truth['rfs']:.3f}", None), (f"p1 = {a.p1}", a.p1)):
-            n_tx = normal_approx_transplanted(scenario, model, power, s1)
+    alternatives = ((f"true RFS {truth['rfs']:.3f}", None), (f"p1 = {a.p1}", a.p1))
+    needed = {label: normal_approx_transplanted(scenario, model, list(args.target_power), s1)
+              for label, s1 in alternatives}
+    for k, power in enumerate(args.target_power):
+        for label, _ in alternatives:
+            n_tx = needed[label][k]
             print(f"  power {power:g} against {label:<16}: {np.ceil(n_tx):4.0f} transplanted -> "
                   f"{np.ceil(n_tx / reach) if reach > 0 else float('inf'):4.0f} enrolled")
     print("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the data "

@@ -25,6 +25,7 @@ CYCLE_OK, CYCLE_DEATH, CYCLE_RELAPSE = range(3)
 # Donor codes: -1 = no donor, otherwise index into calibrate.DONOR_TYPES.
 NO_DONOR = -1
 N_POST_UNIFORMS = 8
+N_OFF_PATHWAY_UNIFORMS = 4
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class PatientDraws:
     refusal: np.ndarray
     slot_wait_days: np.ndarray
     post_uniforms: np.ndarray        # (n, N_POST_UNIFORMS), consumed by post_transplant.py
+    mrd_retest_negative: np.ndarray  # negative at the re-test after a further blinatumomab course (that policy only)
+    waiting_budget: np.ndarray       # (n, 2) unit exponentials: cumulative relapse and death hazard a wait may use
+    off_pathway_uniforms: np.ndarray  # (n, N_OFF_PATHWAY_UNIFORMS), consumed by off_pathway.py
 
 
 def draw_patients(scenario: Scenario, n: int, seed: int, replicate: int) -> PatientDraws:
@@ -99,6 +103,10 @@ def draw_patients(scenario: Scenario, n: int, seed: int, replicate: int) -> Pati
         refusal=u("refusal") < s.transplant.p_refusal,
         slot_wait_days=-s.transplant.background_wait_mean_days * np.log1p(-u("slot_wait")),
         post_uniforms=u("post_transplant", N_POST_UNIFORMS),
+        mrd_retest_negative=(u("mrd_retest") < s.mrd.retest_p_negative)
+        & (s.mrd.positive_action == "blinatumomab_retest"),
+        waiting_budget=-np.log1p(-u("waiting_risk", 2)),
+        off_pathway_uniforms=u("off_pathway", N_OFF_PATHWAY_UNIFORMS),
     )
 
 

@@ -6,6 +6,11 @@ which is exactly the competing-risks model with the cause-specific hazards solve
 scaling both hazards (the null twin) moves every patient's times monotonically, so a scenario and
 its null twin share random numbers. Days are calendar days; NaN means no such event within the
 horizon after HSCT (or not transplanted). GVHD is recorded only when it precedes relapse and death.
+
+When grade III-IV acute GVHD or chronic GVHD needing systemic therapy raises the NRM hazard from its
+onset, the GVHD onsets are latent times (which may precede NRM) and the NRM time inverts the
+piecewise cumulative hazard with the same unit exponential, so common random numbers still hold;
+with both hazard ratios 1 the unlinked code path runs unchanged.
 """
 
 from __future__ import annotations
@@ -24,16 +29,22 @@ def post_transplant_history(hsct_day: np.ndarray, group: np.ndarray, u: np.ndarr
     e = -np.log1p(-u)                                   # unit exponentials, one column per quantity
     t_relapse = _weibull_time(e[:, 0], model.relapse_hr[group] * model.relapse_cumhaz, model.relapse_shape,
                               model.tau_days)
-    t_nrm = _weibull_time(e[:, 1], model.nrm_hr[group] * model.nrm_cumhaz, model.nrm_shape, model.tau_days)
+    t_agvhd = _rate_time(e[:, 3], model.agvhd_rate)
+    t_cgvhd = model.cgvhd_onset_days + _rate_time(e[:, 5], model.cgvhd_rate)
+    nrm_scale = model.nrm_hr[group] * model.nrm_cumhaz
+    if model.gvhd_linked:
+        severe = np.where((t_agvhd <= AGVHD_WINDOW_DAYS) & (u[:, 4] < model.agvhd_severe_fraction), t_agvhd, np.inf)
+        systemic = np.where(u[:, 6] < model.p_cgvhd_systemic, t_cgvhd, np.inf)
+        t_nrm = _linked_nrm_time(e[:, 1], nrm_scale, model, severe, systemic)
+    else:
+        t_nrm = _weibull_time(e[:, 1], nrm_scale, model.nrm_shape, model.tau_days)
     first = np.minimum(t_relapse, t_nrm)
     horizon = model.horizon_days
     relapsed = (t_relapse <= t_nrm) & (t_relapse <= horizon)
     nrm = (t_nrm < t_relapse) & (t_nrm <= horizon)
     t_after = _rate_time(e[:, 2], model.post_relapse_death_rate)
     t_death = np.where(relapsed, t_relapse + t_after, np.where(nrm, t_nrm, np.inf))
-    t_agvhd = _rate_time(e[:, 3], model.agvhd_rate)
     has_agvhd = (t_agvhd <= AGVHD_WINDOW_DAYS) & (t_agvhd < first)
-    t_cgvhd = model.cgvhd_onset_days + _rate_time(e[:, 5], model.cgvhd_rate)
     has_cgvhd = (t_cgvhd < first) & (t_cgvhd <= horizon)
     t_ltfu = _rate_time(e[:, 7], model.ltfu_rate)
 
@@ -50,6 +61,27 @@ def post_transplant_history(hsct_day: np.ndarray, group: np.ndarray, u: np.ndarr
         "cgvhd_systemic": has_cgvhd & (u[:, 6] < model.p_cgvhd_systemic) & ~np.isnan(hsct_day),
         "ltfu_day": calendar(t_ltfu, np.ones_like(has_cgvhd)),
     }
+
+
+def _linked_nrm_time(e: np.ndarray, scale: np.ndarray, model: PostTransplantModel, severe: np.ndarray,
+                     systemic: np.ndarray) -> np.ndarray:
+    """NRM time whose hazard is multiplied by the GVHD hazard ratios from the (latent) onsets onwards.
+
+    On the baseline scale h = H0(t) = scale (t / tau)^shape the cumulative hazard is piecewise linear: slope
+    1 before the first onset, that GVHD's hazard ratio until the second, the product after it. Invert it
+    at the unit exponential e, then map h back to t.
+    """
+    tau, shape = model.tau_days, model.nrm_shape
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        h_acute = np.where(np.isfinite(severe), scale * (severe / tau) ** shape, np.inf)
+        h_chronic = np.where(np.isfinite(systemic), scale * (systemic / tau) ** shape, np.inf)
+        first, second = np.minimum(h_acute, h_chronic), np.maximum(h_acute, h_chronic)
+        slope = np.where(h_acute <= h_chronic, model.nrm_hr_agvhd34, model.nrm_hr_cgvhd)
+        at_second = first + slope * (second - first)
+        h = np.where(e <= first, e,
+                     np.where(e <= at_second, first + (e - first) / slope,
+                              second + (e - at_second) / (model.nrm_hr_agvhd34 * model.nrm_hr_cgvhd)))
+        return np.where(scale > 0, tau * (h / scale) ** (1.0 / shape), np.inf)
 
 
 def _weibull_time(e: np.ndarray, cumhaz_at_tau: np.ndarray, shape: float, tau: float) -> np.ndarray:

@@ -76,7 +76,8 @@ def write_sweep_report(out: Path) -> Path:
                   "trial are left out). Shown at the simulated n closest to the required n.</p>"),
         section("Precision of the primary estimate",
                 img(precision_figure(oc), "Confidence-interval half-width against n")),
-        section(f"Secondary endpoints at n = {_secondary_n(oc, example_n)}", _secondary_table(oc, example_n, a)),
+        section(f"Secondary endpoints at n = {_secondary_n(oc, example_n)}",
+                _secondary_table(oc, example_n, a, manifest["truths"]["design"])),
         section(f"One example trial of n = {example_n}: survival and incidence after HSCT",
                 "<p class=\"note\">One simulated trial (replicate 0), to show what the data look like; it is not an "
                 "average.</p>"
@@ -138,7 +139,7 @@ def _secondary_n(oc: pd.DataFrame, n: int) -> int:
     return int(grid[abs(grid - n).argmin()])
 
 
-def _secondary_table(oc: pd.DataFrame, n: int, analysis) -> str:
+def _secondary_table(oc: pd.DataFrame, n: int, analysis, truths: dict[str, float]) -> str:
     at = _secondary_n(oc, n)
     rows = oc[(oc["n"] == at) & oc["analysis"].isin(["itt", *SECONDARY])]
     if rows.empty:
@@ -148,10 +149,16 @@ def _secondary_table(oc: pd.DataFrame, n: int, analysis) -> str:
     out = []
     for r in rows.itertuples():
         label = labels[r.analysis][0].format(lm=lm, assay="").replace(" ()", "")
-        out.append([label, f"{r.true:.3f}", f"{r.mean:.3f}", f"{r.bias:+.4f}", f"{r.empse:.3f}", f"{r.coverage:.3f}",
+        mcse = truths.get(f"{r.analysis}_mcse")
+        true = f"{r.true:.3f}" + (f" (simulated, MCSE {mcse:.3f})" if mcse is not None and mcse == mcse else "")
+        out.append([label, true, f"{r.mean:.3f}", f"{r.bias:+.4f}", f"{r.empse:.3f}", f"{r.coverage:.3f}",
                     f"{r.p_not_evaluable:.3f}"])
+    note = ("<p class=\"note\">True values are calculated from the scenario's hazards, except those marked "
+            "simulated: endpoints from enrollment depend on the whole pathway and come from one uncensored cohort "
+            "of simulated patients. OS and EFS from enrollment follow every enrolled patient, also after leaving "
+            "the pathway; EFS events are induction failure, relapse and death.</p>")
     return table(["endpoint", "true", "mean estimate", "bias", "empirical SE", "95% CI coverage", "not evaluable"],
-                 out)
+                 out) + note
 
 
 def _resources(out: Path, manifest: dict) -> str:

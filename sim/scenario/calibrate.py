@@ -7,8 +7,12 @@ x MRD status at HSCT) with known weights; `calibrate` solves the reference cumul
 (A_relapse, A_nrm) so that the population's Aalen-Johansen incidences at tau equal the targets.
 With one group and equal shapes this is the closed form CIF_a = a/(a+b) (1 - exp(-(a+b))).
 Acute GVHD II-IV has a constant hazard over days 0-100 and chronic GVHD a constant hazard from its
-earliest onset, both solved with relapse and death competing. Everything here is deterministic
-numerics (root finding and quadrature), never simulation: these are the truths for bias and coverage.
+earliest onset, both solved with relapse and death competing. When grade III-IV acute GVHD or chronic
+GVHD needing systemic therapy raises the NRM hazard from its onset (hazard ratios other than 1), the
+baseline hazards and GVHD rates are solved jointly (Newton-type root finding on the curves of
+gvhd_link.py's forward equations) so that the same four targets still hold. Everything here is
+deterministic numerics (root finding, quadrature, ODE integration), never simulation: these are the
+truths for bias and coverage.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import integrate, optimize
 
+from sim.scenario.gvhd_link import AGVHD_WINDOW_DAYS, linked_curves
 from sim.scenario.schema import DAYS_PER_MONTH, Scenario, ScenarioError
+from sim.scenario.waiting import mrd_negative_before_hsct, transplanted_shares, waiting_rates
 
 DONOR_TYPES = ("haplo", "sibling", "unrelated")
-AGVHD_WINDOW_DAYS = 100.0
 _SHAPE_KEYS = ("post_transplant.relapse_hr_mrd_positive, post_transplant.nrm_hr_haplo, "
                "post_transplant.nrm_hr_unrelated, post_transplant.relapse_shape, post_transplant.nrm_shape")
 
@@ -46,6 +51,13 @@ class PostTransplantModel:
     post_relapse_death_rate: float
     ltfu_rate: float
     horizon_days: float
+    nrm_hr_agvhd34: float = 1.0     # NRM hazard ratio from the onset of grade III-IV acute GVHD
+    nrm_hr_cgvhd: float = 1.0       # NRM hazard ratio from the onset of chronic GVHD needing systemic therapy
+
+    @property
+    def gvhd_linked(self) -> bool:
+        """Whether GVHD changes NRM (then every curve comes from gvhd_link.py's forward equations)."""
+        return self.nrm_hr_agvhd34 != 1.0 or self.nrm_hr_cgvhd != 1.0
 
     def relapse_H(self, t: np.ndarray | float, group: int | np.ndarray) -> np.ndarray:
         """Cumulative relapse hazard at t days after HSCT."""
@@ -90,11 +102,67 @@ def calibrate(scenario: Scenario) -> PostTransplantModel:
     a_rel, a_nrm = _solve_competing(model, pt.relapse_incidence, pt.nrm_incidence)
     model = replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=a_nrm)
     model = replace(model, agvhd_rate=_solve_agvhd(model, pt.agvhd_2_4_day100))
-    return replace(model, cgvhd_rate=_solve_cgvhd(model, pt.cgvhd_incidence))
+    model = replace(model, cgvhd_rate=_solve_cgvhd(model, pt.cgvhd_incidence))
+    if pt.nrm_hr_agvhd_3_4 == 1.0 and pt.nrm_hr_cgvhd_systemic == 1.0:
+        return model
+    # GVHD raises NRM: start from the unlinked solution and solve the four hazards jointly.
+    linked = replace(model, nrm_hr_agvhd34=pt.nrm_hr_agvhd_3_4, nrm_hr_cgvhd=pt.nrm_hr_cgvhd_systemic)
+    return _solve_linked(linked, (pt.relapse_incidence, pt.nrm_incidence, pt.agvhd_2_4_day100, pt.cgvhd_incidence))
+
+
+_LINKED_UNKNOWNS = ("relapse_cumhaz", "nrm_cumhaz", "agvhd_rate", "cgvhd_rate")
+_LINKED_KEYS = ("post_transplant.relapse_incidence", "post_transplant.nrm_incidence",
+                "post_transplant.agvhd_2_4_day100", "post_transplant.cgvhd_incidence")
+
+
+def _linked_targets(model: PostTransplantModel) -> np.ndarray:
+    """Relapse and NRM incidence at tau, acute GVHD II-IV by day 100 and chronic GVHD at tau, with the link."""
+    curves = linked_curves(model, np.array([AGVHD_WINDOW_DAYS, model.tau_days]))
+    return np.array([curves["relapse"][1], curves["nrm"][1], curves["agvhd"][0], curves["cgvhd"][1]])
+
+
+def _solve_linked(model: PostTransplantModel, targets: tuple[float, ...]) -> PostTransplantModel:
+    """Baseline relapse and NRM hazards and GVHD onset rates reproducing the targets with the GVHD-NRM link.
+
+    Hazards whose target is 0 (or whose unlinked solution is infinite: everyone at onset) stay fixed; the
+    others are solved in log scale by Powell's hybrid method from the unlinked solution, which moves
+    them little (the link redistributes NRM towards patients with GVHD).
+    """
+    start = np.array([getattr(model, name) for name in _LINKED_UNKNOWNS])
+    free = [i for i, x in enumerate(start) if 0 < x < np.inf]
+
+    def with_values(log_x: np.ndarray) -> PostTransplantModel:
+        return replace(model, **{_LINKED_UNKNOWNS[i]: float(np.exp(v)) for i, v in zip(free, log_x, strict=True)})
+
+    def residual(log_x: np.ndarray) -> np.ndarray:
+        return (_linked_targets(with_values(log_x)) - np.asarray(targets))[free]
+
+    fitted = model
+    if free:
+        solution = optimize.root(residual, np.log(start[free]), method="hybr", options={"xtol": 1e-13})
+        fitted = with_values(solution.x)
+    gap = np.abs(_linked_targets(fitted) - np.asarray(targets))
+    if not np.all(np.isfinite(gap)) or gap.max() > 1e-8:
+        keys = ", ".join(f"{k} = {t}" for k, t, g in zip(_LINKED_KEYS, targets, gap, strict=True) if not g <= 1e-8)
+        raise ScenarioError(
+            f"{keys}: no hazards reproduce these incidences with GVHD raising NRM "
+            f"(post_transplant.nrm_hr_agvhd_3_4 = {model.nrm_hr_agvhd34}, post_transplant.nrm_hr_cgvhd_systemic = "
+            f"{model.nrm_hr_cgvhd}); lower the hazard ratios or the GVHD incidences")
+    return fitted
 
 
 def group_weights(scenario: Scenario) -> np.ndarray:
-    """Share of each subgroup among transplanted patients (donor type independent of MRD status)."""
+    """Share of each subgroup among transplanted patients.
+
+    Without waiting risk, donor type is independent of MRD status and only MRD-positive patients sent to
+    transplant anyway are MRD-positive at HSCT (a re-test sends only negatives). With it, a longer donor
+    search or a higher relapse hazard (MRD-positive) loses more patients before HSCT, so the shares come
+    from the waiting-time integrals of waiting.py.
+    """
+    if waiting_rates(scenario).any:
+        shares = transplanted_shares(scenario)
+        if shares.sum() > 0:
+            return (shares / shares.sum()).ravel()
     d = scenario.donor
     donor = np.array([d.p_haplo, d.p_sibling, d.p_unrelated])
     mrd_pos = 1.0 - mrd_negative_before_hsct(scenario) if scenario.mrd.positive_action == "transplant" else 0.0
@@ -103,23 +171,20 @@ def group_weights(scenario: Scenario) -> np.ndarray:
     return np.outer(donor, [1.0 - mrd_pos, mrd_pos]).ravel()
 
 
-def mrd_negative_before_hsct(scenario: Scenario) -> float:
-    """P(MRD-negative before HSCT) among remitters, from the two time points' transition probabilities."""
-    a = scenario.assay
-    p1 = a.p_negative_after_induction
-    return p1 * (1.0 - a.p_lose_negativity) + (1.0 - p1) * a.p_convert_to_negative
-
-
 # --------------------------------------------------------------------------- incidences
 
 
 def relapse_incidence(model: PostTransplantModel, t: float) -> float:
     """Population cumulative incidence of relapse at t days (NRM competing)."""
+    if model.gvhd_linked:
+        return float(linked_curves(model, t)["relapse"][0])
     return _population_cif(model, t, cause="relapse")
 
 
 def nrm_incidence(model: PostTransplantModel, t: float) -> float:
     """Population cumulative incidence of non-relapse mortality at t days (relapse competing)."""
+    if model.gvhd_linked:
+        return float(linked_curves(model, t)["nrm"][0])
     return _population_cif(model, t, cause="nrm")
 
 
@@ -257,11 +322,23 @@ def _solve_cgvhd(model: PostTransplantModel, target: float) -> float:
 
 def rfs(model: PostTransplantModel, t: float) -> float:
     """True relapse-free survival of the transplanted population at t days after HSCT."""
+    if model.gvhd_linked:
+        return float(linked_curves(model, t)["rfs"][0])
     return float(sum(model.weights[g] * model.rfs_group(t, g) for g in model.groups))
+
+
+def rfs_curve(model: PostTransplantModel, times: np.ndarray) -> np.ndarray:
+    """True relapse-free survival at each of many days after HSCT (one ODE solve when GVHD is linked to NRM)."""
+    times = np.asarray(times, dtype=float)
+    if model.gvhd_linked:
+        return linked_curves(model, times)["rfs"]
+    return np.array([rfs(model, t) for t in times])
 
 
 def os(model: PostTransplantModel, t: float) -> float:
     """True overall survival at t days: alive without relapse, or relapsed and still alive."""
+    if model.gvhd_linked:
+        return float(linked_curves(model, t)["os"][0])
     mu = model.post_relapse_death_rate
     total = 0.0
     for g in model.groups:
@@ -272,6 +349,9 @@ def os(model: PostTransplantModel, t: float) -> float:
 
 def grfs(model: PostTransplantModel, t: float) -> float:
     """True GVHD-free relapse-free survival at t days (acute III-IV, systemic chronic, relapse, death)."""
+    if model.gvhd_linked:
+        return float(linked_curves(model, t)["grfs"][0])
+
     def no_gvhd_event(g: int) -> float:
         # GVHD hazards are independent of relapse/NRM given the subgroup, so the survivor functions multiply.
         acute = 1.0 - model.agvhd_severe_fraction * -np.expm1(-model.agvhd_rate * min(t, AGVHD_WINDOW_DAYS)) \
@@ -285,6 +365,8 @@ def grfs(model: PostTransplantModel, t: float) -> float:
 
 def agvhd_incidence(model: PostTransplantModel, severe: bool = False) -> float:
     """True cumulative incidence of acute GVHD II-IV (or III-IV) by day 100, relapse and death competing."""
+    if model.gvhd_linked:
+        return float(linked_curves(model, AGVHD_WINDOW_DAYS)["agvhd34" if severe else "agvhd"][0])
     if not np.isfinite(model.agvhd_rate):
         base = 1.0
     else:
@@ -294,6 +376,8 @@ def agvhd_incidence(model: PostTransplantModel, severe: bool = False) -> float:
 
 def cgvhd_incidence(model: PostTransplantModel, t: float) -> float:
     """True cumulative incidence of chronic GVHD at t days, relapse and death competing."""
+    if model.gvhd_linked:
+        return float(linked_curves(model, t)["cgvhd"][0])
     if not np.isfinite(model.cgvhd_rate):
         return float(sum(model.weights[g] * model.rfs_group(model.cgvhd_onset_days, g) for g in model.groups))
     return _cgvhd_cif(model, model.cgvhd_rate, t)
@@ -301,6 +385,11 @@ def cgvhd_incidence(model: PostTransplantModel, t: float) -> float:
 
 def true_endpoints(model: PostTransplantModel, landmark_days: float) -> dict[str, float]:
     """Every post-HSCT quantity a scenario implies at the analysis landmark (the estimands' truths)."""
+    if model.gvhd_linked:
+        c = linked_curves(model, np.array([AGVHD_WINDOW_DAYS, landmark_days]))
+        return {"rfs": c["rfs"][1], "os": c["os"][1], "grfs": c["grfs"][1], "relapse_cif": c["relapse"][1],
+                "nrm_cif": c["nrm"][1], "agvhd_2_4_day100": c["agvhd"][0], "agvhd_3_4_day100": c["agvhd34"][0],
+                "cgvhd_cif": c["cgvhd"][1]}
     return {
         "rfs": rfs(model, landmark_days),
         "os": os(model, landmark_days),
@@ -326,6 +415,21 @@ def null_twin(model: PostTransplantModel, p0: float, landmark_days: float) -> Po
     if model.relapse_cumhaz + model.nrm_cumhaz == 0:
         raise ScenarioError("post_transplant: relapse and NRM incidences are both 0, so no scaling of their "
                             "hazards gives a null twin with RFS = analysis.p0")
-    log_c = optimize.brentq(gap, -30.0, 30.0, xtol=1e-14)
+    lo, hi = -30.0, 30.0
+    if model.gvhd_linked:
+        # Each RFS is an ODE solve: start the secant method from the unlinked model's scaling, which is close.
+        unlinked = null_twin(replace(model, nrm_hr_agvhd34=1.0, nrm_hr_cgvhd=1.0), p0, landmark_days)
+        total = model.relapse_cumhaz + model.nrm_cumhaz
+        guess = float(np.log((unlinked.relapse_cumhaz + unlinked.nrm_cumhaz) / total))
+        log_c = optimize.newton(gap, guess, x1=guess + 1e-3, tol=1e-13, maxiter=50, disp=False)
+        if np.isfinite(log_c) and abs(gap(log_c)) < 1e-10:   # the forward equations are accurate to ~1e-11
+            c = float(np.exp(log_c))
+            return replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c)
+        # Otherwise bracket from c = 1 outwards (a scaling of e^30 would make the equations needlessly stiff).
+        step = 1.0 if gap(0.0) > 0 else -1.0
+        while gap(step) * gap(0.0) > 0 and abs(step) < 30.0:
+            step *= 2.0
+        lo, hi = sorted((0.0, step))
+    log_c = optimize.brentq(gap, lo, hi, xtol=1e-14)
     c = float(np.exp(log_c))
     return replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c)

@@ -1,7 +1,7 @@
 """Scenario files: the schema of a trial's assumptions, loading, `extends`, `--set` overrides, validation.
 
 A scenario is a TOML file whose sections follow the pathway (analysis, accrual, patients, induction,
-blinatumomab, response, consolidation, mrd, donor, transplant, post_transplant). Every clinical
+blinatumomab, response, consolidation, mrd, donor, transplant, waiting, post_transplant, off_pathway). Every clinical
 number lives in a scenario file with its source; this module only knows names, units and allowed
 ranges. `load_scenario` returns a validated, immutable `Scenario` or raises `ScenarioError` whose
 message names the file (or the `--set` override), the key, the value and what is allowed.
@@ -50,6 +50,11 @@ def _nonneg(doc: str, unit: str) -> Any:
 
 def _text(doc: str) -> Any:
     return Field(description=doc, json_schema_extra={"unit": "-"})
+
+
+def _per(doc: str, period: str) -> Any:
+    """A constant hazard given as the probability of the event within one period (without competing events)."""
+    return Field(ge=0.0, lt=1.0, description=doc, json_schema_extra={"unit": f"probability per {period}"})
 
 
 class Analysis(_Section):
@@ -213,8 +218,15 @@ class Mrd(_Section):
     """MRD testing after induction and after consolidation (before HSCT)."""
 
     assay: Literal["MFC", "NGS"] = _text("Assay that decides transplant eligibility")
-    positive_action: Literal["off_study", "transplant"] = _text(
-        "What happens to patients MRD-positive before HSCT: leave the pathway, or transplant anyway")
+    positive_action: Literal["off_study", "transplant", "blinatumomab_retest"] = _text(
+        "What happens to patients MRD-positive before HSCT: leave the pathway ('off_study'), transplant anyway "
+        "with post_transplant.relapse_hr_mrd_positive ('transplant'), or a further blinatumomab course and a "
+        "re-test: negative proceeds to HSCT, positive leaves the pathway ('blinatumomab_retest')")
+    retest_course_days: float = _positive(
+        "Length of the further blinatumomab course when positive_action = 'blinatumomab_retest'", "days")
+    retest_p_negative: float = _prob(
+        "MRD-negative at the re-test after that course, among MRD-positive patients who complete it")
+    retest_turnaround_days: float = _nonneg("From the re-test sample (end of the course) to its result", "days")
     mfc: Assay
     ngs: Assay
 
@@ -254,6 +266,19 @@ class Transplant(_Section):
     conditioning_days: float = _nonneg("From admission to HSCT day 0", "days")
 
 
+class Waiting(_Section):
+    """Risk while waiting for HSCT in remission: from the end of consolidation (the MRD sample) to admission.
+
+    Constant hazards, each given as the probability of the event within one month of waiting if nothing
+    else happened (hazard = -ln(1 - p) per month). The relapse hazard follows the most recent MRD sample
+    (before HSCT, or the re-test's once it is taken). All 0 = waiting carries no risk.
+    """
+
+    relapse_per_month_mrd_negative: float = _per("Relapse while waiting, MRD-negative at the latest sample", "month")
+    relapse_per_month_mrd_positive: float = _per("Relapse while waiting, MRD-positive at the latest sample", "month")
+    death_per_month: float = _per("Death in remission while waiting", "month")
+
+
 class PostTransplant(_Section):
     """After HSCT: relapse and NRM (competing), GVHD, death after relapse, loss to follow-up.
 
@@ -271,6 +296,11 @@ class PostTransplant(_Section):
     relapse_hr_mrd_positive: float = _positive("Relapse hazard ratio, MRD-positive vs negative at HSCT", "-")
     nrm_hr_haplo: float = _positive("NRM hazard ratio, haploidentical vs matched sibling donor", "-")
     nrm_hr_unrelated: float = _positive("NRM hazard ratio, matched unrelated vs matched sibling donor", "-")
+    nrm_hr_agvhd_3_4: float = _positive(
+        "NRM hazard ratio from the onset of grade III-IV acute GVHD (1 = GVHD does not change NRM)", "-")
+    nrm_hr_cgvhd_systemic: float = _positive(
+        "NRM hazard ratio from the onset of chronic GVHD needing systemic therapy (1 = no change; both multiply)",
+        "-")
     agvhd_2_4_day100: float = _prob("Cumulative incidence of acute GVHD grade II-IV by day 100")
     agvhd_3_4_day100: float = _prob("Cumulative incidence of acute GVHD grade III-IV by day 100")
     cgvhd_incidence: float = _prob("Cumulative incidence of chronic GVHD at the landmark")
@@ -381,6 +411,25 @@ class Monitoring(_Section):
     nrm_day100: SafetyRule
     simon: SimonFutility
     futility: InterimFutility
+class OffPathway(_Section):
+    """Patients who leave the pathway alive, followed for relapse and death (OS and EFS from enrollment).
+
+    Exponential times from the day they leave: death after induction failure (refractory) or after a
+    relapse; patients leaving in remission (CRi not consolidated, MRD-positive off study, no donor,
+    refusal) relapse or die in remission with constant hazards, then die after relapse. Loss to
+    follow-up: the hazard of post_transplant.ltfu_prob, from the day they leave.
+    """
+
+    followed: bool = _text("Whether patients who leave the pathway alive are followed (false: OS and EFS from "
+                           "enrollment are not evaluable)")
+    refractory_median_months: float = _positive("Median survival after induction failure (refractory)", "months")
+    post_relapse_median_months: float = _positive(
+        "Median survival after a relapse before HSCT or after leaving the pathway in remission", "months")
+    relapse_per_year_mrd_negative: float = _per(
+        "Relapse after leaving the pathway in remission, MRD-negative at the latest test", "year")
+    relapse_per_year_mrd_positive: float = _per(
+        "Relapse after leaving the pathway in remission, MRD-positive at the latest test", "year")
+    death_in_remission_per_year: float = _per("Death in remission after leaving the pathway", "year")
 
 
 class Scenario(_Section):
@@ -398,7 +447,9 @@ class Scenario(_Section):
     mrd: Mrd
     donor: Donor
     transplant: Transplant
+    waiting: Waiting
     post_transplant: PostTransplant
+    off_pathway: OffPathway
     monitoring: Monitoring
 
     @model_validator(mode="after")

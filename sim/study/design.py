@@ -14,25 +14,37 @@ import numpy as np
 from scipy import special
 
 from sim.model.draws import _inverse_cumulative_intensity
-from sim.scenario.calibrate import PostTransplantModel, mrd_negative_before_hsct, null_twin, rfs
+from sim.scenario.calibrate import PostTransplantModel, null_twin, rfs, rfs_curve
 from sim.scenario.schema import DAYS_PER_MONTH, Scenario
+from sim.scenario.waiting import alive_at_admission, alive_at_mrd_result, reach_decision
 
 
 def stage_probabilities(scenario: Scenario) -> list[tuple[str, float]]:
-    """(stage, probability of getting through it given the previous ones), in pathway order."""
+    """(stage, probability of getting through it given the previous ones), in pathway order.
+
+    From the end of consolidation the stages are those of waiting.py: alive in remission at the MRD result,
+    the MRD policy's route to the transplant decision, donor, consent, alive in remission at admission.
+    """
     s = scenario
     c1, c2 = s.consolidation.cycle1, s.consolidation.cycle2
-    mrd = mrd_negative_before_hsct(s) if s.mrd.positive_action == "off_study" else 1.0
+    at_result = alive_at_mrd_result(s)
+    decided = reach_decision(s) / at_result if at_result > 0 else 0.0
+    mrd_stage = {
+        "off_study": f"MRD-negative before HSCT ({s.mrd.assay})",
+        "transplant": "MRD-positive patients transplanted too",
+        "blinatumomab_retest": f"MRD-negative ({s.mrd.assay}), or at the blinatumomab re-test",
+    }[s.mrd.positive_action]
     return [
         ("survive VIP induction", 1.0 - s.induction.p_death),
         ("remission that is consolidated (CR" + (" or CRi)" if s.consolidation.include_cri else ")"),
          s.response.p_cr + (s.response.p_cri if s.consolidation.include_cri else 0.0)),
         (f"complete cycle 1 ({c1.regimen}) alive without relapse", 1.0 - c1.p_death - c1.p_relapse),
         (f"complete cycle 2 ({c2.regimen}) alive without relapse", 1.0 - c2.p_death - c2.p_relapse),
-        (f"MRD-negative before HSCT ({s.mrd.assay})" if s.mrd.positive_action == "off_study"
-         else "MRD-positive patients transplanted too", mrd),
+        (f"alive in remission at the MRD result ({s.assay.turnaround_days:g} days)", at_result),
+        (mrd_stage, decided),
         ("donor available", 1.0 - s.donor.p_no_donor),
         ("accept HSCT", 1.0 - s.transplant.p_refusal),
+        ("alive in remission at admission (donor, slot)", alive_at_admission(s)),
     ]
 
 
@@ -53,7 +65,7 @@ def expected_accrual_months(scenario: Scenario, n: int) -> float:
 def km_variance_factor(model: PostTransplantModel, t: float, grid: int = 4000) -> float:
     """n Var(KM S(t)) ~ S(t)^2 integral_0^t dLambda / (S G) = S(t)^2 integral d(1/S) / G."""
     s_grid = np.linspace(0.0, t, grid + 1)
-    inv_s = 1.0 / sum(model.weights[g] * model.rfs_group(s_grid, g) for g in model.groups)
+    inv_s = 1.0 / rfs_curve(model, s_grid)
     mid = (s_grid[:-1] + s_grid[1:]) / 2
     g = np.exp(-model.ltfu_rate * mid)
     return float(rfs(model, t) ** 2 * np.sum(np.diff(inv_s) / g))
@@ -82,12 +94,15 @@ def _test_variances(scenario: Scenario, model: PostTransplantModel, s1: float | 
     return float(abs(g(alt) - g(a.p0))), v0, v1, alt
 
 
-def normal_approx_transplanted(scenario: Scenario, model: PostTransplantModel, power: float,
-                               s1: float | None = None) -> float:
-    """Transplanted patients for `power` at one-sided alpha, H0 S = p0 vs the model's true S (or s1)."""
+def normal_approx_transplanted(scenario: Scenario, model: PostTransplantModel, power: float | list[float],
+                               s1: float | None = None) -> float | list[float]:
+    """Transplanted patients for `power` (or each of several) at one-sided alpha, H0 S = p0 vs the model's true S
+    (or s1). Several powers share one variance calculation (with GVHD linked to NRM, each is several ODE solves)."""
     delta, v0, v1, _ = _test_variances(scenario, model, s1)
-    z_a, z_b = special.ndtri(1 - scenario.analysis.alpha), special.ndtri(power)
-    return float((z_a * np.sqrt(v0) + z_b * np.sqrt(v1)) ** 2 / delta ** 2)
+    z_a = special.ndtri(1 - scenario.analysis.alpha)
+    needed = [float((z_a * np.sqrt(v0) + special.ndtri(p) * np.sqrt(v1)) ** 2 / delta ** 2)
+              for p in np.atleast_1d(power)]
+    return needed if isinstance(power, list) else needed[0]
 
 
 def asymptotic_power(scenario: Scenario, model: PostTransplantModel, n_transplanted: float) -> float:

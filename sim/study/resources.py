@@ -1,10 +1,12 @@
 """Resource and drug-supply forecast from simulated trials, by calendar month.
 
-Per patient: blinatumomab infused (ug; bags of `bag_days`, each using whole vials), inpatient
-bed-days (VIP, the start of blinatumomab, the transplant stay), transplant admissions and occupied
-transplant beds, MRD assays run. Intervals are split exactly over calendar months (month k covers
-days [k, k+1) x 365.25/12 since the first site opened), so monthly totals add up to the patients'
-totals. Across replicates the forecast reports the mean and 10th/50th/90th percentiles per month.
+Per patient: blinatumomab infused (ug; bags of `bag_days`, each using whole vials; the course after
+VIP and, under the re-test policy, the further course of MRD-positive patients), inpatient bed-days
+(VIP, the start of blinatumomab, the transplant stay), transplant admissions and occupied transplant
+beds, MRD assays run (after induction, before HSCT, re-test). Intervals are split exactly over
+calendar months (month k covers days [k, k+1) x 365.25/12 since the first site opened), so monthly
+totals add up to the patients' totals. Across replicates the forecast reports the mean and
+10th/50th/90th percentiles per month.
 """
 
 from __future__ import annotations
@@ -36,14 +38,23 @@ def patient_resources(history: TrialHistory, n: int | None = None) -> pd.DataFra
     vip_end = np.fmin(p["enroll_day"].to_numpy() + s.induction.inpatient_days, p["induction_death_day"].to_numpy())
     blina_bed_end = np.fmin(start + blina.inpatient_days, p["blina_death_day"].to_numpy())
     admission = p["admission_day"].to_numpy()
+    # The further course (re-test policy) ends early if the patient relapses or dies during it.
+    retest_start = p["retest_course_start_day"].to_numpy()
+    left_during = np.where(p["exit_reason"].isin(["relapse_awaiting_hsct", "death_awaiting_hsct"]),
+                           p["off_pathway_day"].to_numpy(), np.nan)
+    retest_stop = np.fmin(retest_start + s.mrd.retest_course_days, left_during)
+    retest_bags = np.ceil(np.nan_to_num(retest_stop - retest_start) / blina.bag_days - 1e-9)
+    vials_per_bag = np.ceil(blina.dose_ug_per_day * blina.bag_days / blina.vial_ug - 1e-9)
     return pd.DataFrame({
         "patient": p["patient"].to_numpy(),
         "vip_bed_start": p["enroll_day"].to_numpy(), "vip_bed_end": vip_end,
         "blina_start": start, "blina_stop": stop, "blina_bags": bags,
-        "blina_vials": bags * np.ceil(blina.dose_ug_per_day * blina.bag_days / blina.vial_ug - 1e-9),
+        "blina_vials": bags * vials_per_bag,
         "blina_bed_start": start, "blina_bed_end": blina_bed_end,
         "hsct_bed_start": admission, "hsct_bed_end": admission + s.transplant.slot_days,
         "mrd1_sample_day": p["mrd1_sample_day"].to_numpy(), "mrd2_sample_day": p["mrd2_sample_day"].to_numpy(),
+        "retest_start": retest_start, "retest_stop": retest_stop, "retest_bags": retest_bags,
+        "retest_vials": retest_bags * vials_per_bag, "retest_sample_day": p["retest_sample_day"].to_numpy(),
     })
 
 
@@ -51,13 +62,17 @@ def monthly_use(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
     """One row per calendar month of one trial: every resource in MEASURES."""
     r = patient_resources(history, n)
     s = history.scenario
-    ends = np.concatenate([r[c].to_numpy() for c in ("vip_bed_end", "blina_stop", "hsct_bed_end", "mrd2_sample_day")])
+    ends = np.concatenate([r[c].to_numpy() for c in ("vip_bed_end", "blina_stop", "hsct_bed_end", "mrd2_sample_day",
+                                                     "retest_stop", "retest_sample_day")])
     months = int(np.ceil(np.nanmax(ends) / DAYS_PER_MONTH)) + 1 if np.isfinite(np.nanmax(ends)) else 1
     edges = np.arange(months + 1) * DAYS_PER_MONTH
-    drug_days = _overlap(r["blina_start"], r["blina_stop"], edges)
+    course_start = np.concatenate([r["blina_start"].to_numpy(), r["retest_start"].to_numpy()])
+    course_stop = np.concatenate([r["blina_stop"].to_numpy(), r["retest_stop"].to_numpy()])
+    course_bags = np.nan_to_num(np.concatenate([r["blina_bags"].to_numpy(), r["retest_bags"].to_numpy()])).astype(int)
+    drug_days = _overlap(course_start, course_stop, edges)
     # Bags start every bag_days from the start of the infusion; vials are counted when a bag is made up.
-    bag_starts = np.repeat(r["blina_start"].to_numpy(), np.nan_to_num(r["blina_bags"]).astype(int)) + \
-        _within_group_index(np.nan_to_num(r["blina_bags"]).astype(int)) * s.blinatumomab.bag_days
+    bag_starts = np.repeat(np.nan_to_num(course_start), course_bags) + \
+        _within_group_index(course_bags) * s.blinatumomab.bag_days
     vials_per_bag = np.ceil(s.blinatumomab.dose_ug_per_day * s.blinatumomab.bag_days / s.blinatumomab.vial_ug - 1e-9)
     bags = _count(bag_starts, edges)
     return pd.DataFrame({
@@ -70,7 +85,8 @@ def monthly_use(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
         "bed_days_transplant": _overlap(r["hsct_bed_start"], r["hsct_bed_end"], edges),
         "transplant_admissions": _count(r["hsct_bed_start"].to_numpy(), edges),
         "transplant_beds_occupied": _overlap(r["hsct_bed_start"], r["hsct_bed_end"], edges) / DAYS_PER_MONTH,
-        "mrd_assays": _count(np.concatenate([r["mrd1_sample_day"], r["mrd2_sample_day"]]), edges),
+        "mrd_assays": _count(np.concatenate([r["mrd1_sample_day"], r["mrd2_sample_day"], r["retest_sample_day"]]),
+                             edges),
     })
 
 
