@@ -152,7 +152,7 @@ def sweep(args: argparse.Namespace) -> int:
     from sim.study.sizing import run_sizing
     from sim.study.truth import true_values
 
-    console = Console(args.quiet)
+    console = Console(args.quiet, started=getattr(args, "started", None))
     started = time.time()
     scenario, solved = _load(args)
     models = _calibrated(args, arm_models, scenario)

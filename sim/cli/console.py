@@ -22,8 +22,8 @@ LOG_EVERY_SECONDS = 30.0
 class Console:
     """Status lines for one command; `quiet` silences progress but not the start and end lines."""
 
-    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
-        self.started = time.monotonic()
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None, started: float | None = None) -> None:
+        self.started = time.monotonic() if started is None else started
         self.quiet = quiet
         self.stream = stream if stream is not None else sys.stderr
 

@@ -17,11 +17,16 @@ from sim.cli.commands import DEFAULT_SCENARIO
 from sim.scenario.schema import InputError
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of run_sim.py; returns the process exit status. No command: the default sweep."""
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    """Entry point of run_sim.py; returns the process exit status. No command: the default sweep.
+
+    started: time.monotonic() when the process started (run_sim.py passes it), so that reported times
+    include the imports.
+    """
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser()
     args = parser.parse_args(argv or ["sweep"])
+    args.started = started
     try:
         return args.command(args)
     except InputError as exc:

@@ -67,7 +67,7 @@ def compare(args: argparse.Namespace) -> int:
     from sim.study.resources import simulated_use, trial_totals
     from sim.study.whatif import combined, named_scenarios, own_required_n, paired_differences
 
-    console = Console(args.quiet)
+    console = Console(args.quiet, started=getattr(args, "started", None))
     started = time.time()
     files = args.scenario or [DEFAULT_SCENARIO]
     scenarios = named_scenarios(files, args.variant, args.overrides)
@@ -159,7 +159,7 @@ def sensitivity(args: argparse.Namespace) -> int:
     from sim.study.runner import arm_models
     from sim.study.whatif import reference_n, sensitivity_table, sensitivity_values, tornado_table
 
-    console = Console(args.quiet)
+    console = Console(args.quiet, started=getattr(args, "started", None))
     started = time.time()
     base, _ = load_with_targets(args.scenario, args.overrides)
     scenarios = {"as given": base}
