@@ -22,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import special
 
+from sim.model.draws import CR, CRI
+from sim.model.timeline import BLINA_DEATH, INDUCTION_DEATH, TRANSPLANTED
 from sim.scenario.schema import DAYS_PER_MONTH, Analysis, InterimFutility, Monitoring, SafetyRule
 from sim.stats.designs import boundary_from_table, posterior_boundary
 
@@ -73,6 +75,41 @@ class Stop:
 
 
 NEVER = Stop(math.inf, "")
+
+
+def trial_observations(response: np.ndarray, exit_reason: np.ndarray, days: dict[str, np.ndarray],
+                       after_hsct: dict[str, np.ndarray]) -> Observations:
+    """Every observation of a trial from its stage days and its post-HSCT times (days since HSCT: nrm, death,
+    ltfu; inf where none). Patients whose day is unknown (NaN: not there yet, not transplanted) give none."""
+    n = exit_reason.size
+    patient = np.arange(n)
+    died_early = np.isin(exit_reason, (INDUCTION_DEATH, BLINA_DEATH))
+    known_day = np.where(died_early, days["exit_day"], days["response_day"])
+    responded = ~died_early & np.isin(response, (CR, CRI))
+    hsct = np.where(exit_reason == TRANSPLANTED, days["hsct_day"], np.nan)
+    nrm, death, ltfu = after_hsct["nrm"], after_hsct["death"], after_hsct["ltfu"]
+    nrm_event = (nrm <= NRM_WINDOW_DAYS) & (nrm <= ltfu)
+    # Without NRM by day 100 the status is known on day 100, or at an earlier death from relapse; a patient lost
+    # to follow-up before either is never evaluable.
+    no_nrm_day = np.minimum(death, NRM_WINDOW_DAYS)
+    nrm_day = np.where(nrm_event, nrm, np.where(ltfu < no_nrm_day, np.inf, no_nrm_day))
+    return Observations.of(
+        np.concatenate([np.full(n, INDUCTION), np.full(n, RESPONSE), np.full(n, NRM100)]),
+        np.concatenate([patient, patient, patient]),
+        np.concatenate([known_day, known_day, hsct + nrm_day]),
+        np.concatenate([died_early, responded, nrm_event]))
+
+
+def landmark_status(enroll_day: np.ndarray, exit_reason: np.ndarray, days: dict[str, np.ndarray],
+                    after_hsct: dict[str, np.ndarray], landmark_days: float) -> LandmarkStatus:
+    """When each patient's landmark RFS status became known (for the futility look)."""
+    transplanted = exit_reason == TRANSPLANTED
+    hsct = np.where(transplanted, days["hsct_day"], np.nan)
+    first = np.minimum(after_hsct["relapse"], after_hsct["death"])
+    failed = transplanted & (first <= landmark_days) & (first <= after_hsct["ltfu"])
+    survived = transplanted & ~failed & (after_hsct["ltfu"] >= landmark_days)
+    return LandmarkStatus(enroll_day, days["exit_day"], transplanted,
+                          np.where(failed, hsct + first, np.inf), np.where(survived, hsct + landmark_days, np.inf))
 
 
 def any_enabled(monitoring: Monitoring) -> bool:

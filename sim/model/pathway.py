@@ -16,12 +16,25 @@ analysis's job).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import simpy
 
-from sim.model.draws import PatientDraws, draw_patients
+from sim.model.draws import PatientDraws, draw_patients, enrollment
+from sim.model.monitoring import (
+    NEVER,
+    LandmarkStatus,
+    Observations,
+    Stop,
+    any_enabled,
+    futility_look_day,
+    landmark_status,
+    stage1_day,
+    stop,
+    success_probability,
+    trial_observations,
+)
 from sim.model.off_pathway import (
     LEFT_IN_REMISSION,
     LEFT_REFRACTORY,
@@ -50,7 +63,7 @@ from sim.model.timeline import (  # noqa: F401 (the exit codes are the pathway's
     timelines,
 )
 from sim.scenario.calibrate import PostTransplantModel, calibrate
-from sim.scenario.schema import Scenario
+from sim.scenario.schema import DAYS_PER_MONTH, Scenario
 from sim.scenario.waiting import waiting_rates
 
 # Reasons for leaving the pathway that are deaths (on the exit day).
@@ -67,11 +80,25 @@ class TrialHistory:
     exit_reason: np.ndarray
     post: dict[str, np.ndarray]
     off: dict[str, np.ndarray]      # after leaving the pathway alive: relapse, death, loss to follow-up
+    monitoring: MonitoringOutcome | None = None   # with the rules simulated live (simulate_trial(monitor=True))
 
     @property
     def n(self) -> int:
         """Number of enrolled patients."""
         return len(self.exit_reason)
+
+
+@dataclass(frozen=True)
+class MonitoringOutcome:
+    """What the interim monitoring did in one trial: the stop (final: a rule may fire after the last
+    enrollment, which ends the efficacy claim but not enrollment), how many were enrolled of the n planned,
+    a pause of enrollment for Simon's stage 1, and the interim looks for the event log."""
+
+    stop: Stop
+    planned: int
+    enrolled: int
+    pause: tuple[float, float] | None
+    looks: tuple[tuple[float, str, str], ...]
 
 
 def enrollment_starts(enroll_day: np.ndarray) -> np.ndarray:
@@ -85,9 +112,10 @@ def enrollment_starts(enroll_day: np.ndarray) -> np.ndarray:
 
 
 class PathwayModel:
-    """SimPy state of one trial: the environment, the accrual, the trial's transplant slots, the timelines."""
+    """SimPy state of one trial: the environment, the accrual (with any interim monitoring), the trial's
+    transplant slots, and the timelines."""
 
-    def __init__(self, scenario: Scenario, draws: PatientDraws) -> None:
+    def __init__(self, scenario: Scenario, draws: PatientDraws, monitor: LiveMonitor | None = None) -> None:
         self.scenario = scenario
         self.draws = draws
         self.env = simpy.Environment()
@@ -97,6 +125,8 @@ class PathwayModel:
         self.start = enrollment_starts(draws.enroll_day)
         self.lines: Timelines = timelines(scenario, draws, self.start, self.rates, self.finite)
         self.queued = set(self.lines.waiting_for_slot.tolist())
+        self.monitor = monitor
+        self.enrolled = draws.enroll_day.size
 
     @property
     def days(self) -> dict[str, np.ndarray]:
@@ -112,11 +142,55 @@ class PathwayModel:
         self.env.run()
 
     def _accrual(self):
+        if self.monitor is not None:
+            yield from self._monitored_accrual()
+            return
         env = self.env
         for i, day in enumerate(self.draws.enroll_day):
             yield env.timeout(day - env.now)
             if i in self.queued:
                 env.process(self._transplant_slot(i))
+
+    def _monitored_accrual(self):
+        """Enroll at each arrival unless a rule has fired by then (from what the enrolled patients have shown);
+        pause after Simon's stage 1 if the scenario says so, and enroll the arrivals after the pause."""
+        env, m = self.env, self.monitor
+        j = 0
+        for i in range(self.draws.enroll_day.size):
+            while m.arrival(j) <= m.resume_day:          # sites stay open, but nobody is enrolled in a pause
+                j += 1
+            day = m.arrival(j)
+            stop = m.stop_before(self, i)
+            if stop.day <= day:
+                yield env.timeout(stop.day - env.now)
+                self.enrolled = i
+                return
+            yield env.timeout(day - env.now)
+            if self.start[i] != env.now:                  # enrollment moved by a pause: recompute the timelines
+                self._restart_from(i, m, j)
+            j += 1
+            if i in self.queued:
+                env.process(self._transplant_slot(i))
+            if m.pauses_after(i):
+                m.resume_day = m.stage1_day(self, i + 1)
+
+    def _restart_from(self, i: int, m: LiveMonitor, j: int) -> None:
+        """Patients i.. enroll at the arrivals from j on: their start days and timelines follow."""
+        starts = self.start.copy()
+        now = float(self.env.now)
+        starts[i] = now
+        for k in range(i + 1, starts.size):
+            day = m.arrival(j + k - i)
+            now = now + (day - now)
+            starts[k] = now
+        self.start = starts
+        old = self.lines
+        self.lines = timelines(self.scenario, self.draws, starts, self.rates, self.finite)
+        for name, values in self.lines.days.items():      # patients before i keep what already happened to them
+            values[:i] = old.days[name][:i]
+        self.lines.exit_reason[:i] = old.exit_reason[:i]
+        self.lines.budget[:i] = old.budget[:i]
+        self.queued = set(self.lines.waiting_for_slot.tolist())
 
     def _leave(self, i: int, reason: int) -> None:
         self.lines.exit_reason[i] = reason
@@ -124,15 +198,15 @@ class PathwayModel:
 
     def _transplant_slot(self, i: int):
         """From the slot request (the day timeline.py computed) to HSCT, through the trial's FIFO slot queue."""
-        env, days = self.env, self.days
-        yield env.timeout(days["slot_request_day"][i] - env.now)
+        env = self.env
+        yield env.timeout(self.days["slot_request_day"][i] - env.now)
         conditioning = self.scenario.transplant.conditioning_days
         with self.slots.request() as slot:
             if (yield from self._queue_at_risk(i, slot)):
                 return   # leaving the `with` block withdraws the request from the queue
-            days["admission_day"][i] = env.now
+            self.days["admission_day"][i] = env.now     # self.days: a pause may have replaced the timelines
             yield env.timeout(conditioning)
-            days["hsct_day"][i] = env.now
+            self.days["hsct_day"][i] = env.now
             self._leave(i, TRANSPLANTED)
             yield env.timeout(self.scenario.transplant.slot_days - conditioning)
 
@@ -161,20 +235,125 @@ class PathwayModel:
 
 
 def simulate_trial(scenario: Scenario, n: int, seed: int, replicate: int = 0,
-                   post_model: PostTransplantModel | None = None) -> TrialHistory:
-    """Latent histories of n enrolled patients: pathway in SimPy, then post-HSCT events."""
+                   post_model: PostTransplantModel | None = None, monitor: bool = False) -> TrialHistory:
+    """Latent histories of n enrolled patients: pathway in SimPy, then post-HSCT events.
+
+    monitor=True simulates the scenario's interim monitoring rules live: enrollment stops when a rule fires
+    (the history then holds the patients enrolled) and pauses for Simon's stage 1 if asked. Without it
+    (the sizing study's nested path) every patient is enrolled and the rules are applied afterwards, which
+    gives the same stop for rules that only stop enrollment (sim/model/monitoring.py).
+    """
     draws = draw_patients(scenario, n, seed, replicate)
-    model = PathwayModel(scenario, draws)
+    post_model = post_model if post_model is not None else calibrate(scenario)
+    live = None
+    if monitor and any_enabled(scenario.monitoring):
+        live = LiveMonitor(scenario, draws, seed, replicate, times_after_hsct(draws, post_model))
+    model = PathwayModel(scenario, draws, live)
     model.run()
+    if live is not None:
+        model.draws = replace(draws, enroll_day=model.start)
+        draws = take_first(model.draws, model.enrolled)
+        model.lines = _first_lines(model.lines, model.enrolled)
     if np.any(model.exit_reason < 0):   # a process left waiting forever (e.g. a slot never released)
         raise RuntimeError(f"{np.count_nonzero(model.exit_reason < 0)} patients never left the pathway")
-    post_model = post_model if post_model is not None else calibrate(scenario)
     post = post_transplant_history(model.days["hsct_day"], hsct_group(draws), draws.post_uniforms, post_model)
     why = model.exit_reason
     off = off_pathway_history(scenario, draws, off_pathway_state(why), latest_mrd_negative(why, draws),
                               model.days["exit_day"], post_model.ltfu_rate, post_model.horizon_days)
+    outcome = live.outcome(model, n) if live is not None else None
     return TrialHistory(scenario=scenario, draws=draws, days=model.days, exit_reason=model.exit_reason, post=post,
-                        off=off)
+                        off=off, monitoring=outcome)
+
+
+def times_after_hsct(draws: PatientDraws, post_model: PostTransplantModel) -> dict[str, np.ndarray]:
+    """Each patient's relapse, NRM, death and loss to follow-up in days after a transplant (inf: none), as if
+    transplanted: what the monitoring of day-100 NRM and the futility look read once HSCT has happened."""
+    post = post_transplant_history(np.zeros(draws.enroll_day.size), hsct_group(draws), draws.post_uniforms,
+                                   post_model)
+    return {key: np.nan_to_num(post[f"{key}_day"], nan=np.inf) for key in ("relapse", "nrm", "death", "ltfu")}
+
+
+def take_first(draws: PatientDraws, m: int) -> PatientDraws:
+    """The draws of the first m patients."""
+    def cut(value):
+        if isinstance(value, np.ndarray):
+            return value[:m]
+        if isinstance(value, tuple):
+            return tuple(v[:m] for v in value)
+        return value
+
+    return replace(draws, **{f.name: cut(getattr(draws, f.name)) for f in fields(draws) if f.name != "n_screened"})
+
+
+def _first_lines(lines: Timelines, m: int) -> Timelines:
+    return Timelines({k: v[:m] for k, v in lines.days.items()}, lines.exit_reason[:m], lines.budget[:m],
+                     lines.negative[:m])
+
+
+class LiveMonitor:
+    """The scenario's interim rules as the accrual process consults them (sim/model/monitoring.py's rules)."""
+
+    def __init__(self, scenario: Scenario, draws: PatientDraws, seed: int, replicate: int,
+                 after_hsct: dict[str, np.ndarray]) -> None:
+        self.scenario = scenario
+        self.draws = draws
+        self.seed, self.replicate = seed, replicate
+        self.after_hsct = after_hsct
+        self.arrivals = draws.enroll_day
+        self.resume_day = -np.inf
+        self.paused: tuple[float, float] | None = None
+        self.landmark = scenario.analysis.landmark_months * DAYS_PER_MONTH
+
+    def arrival(self, j: int) -> float:
+        """Day of the j-th enrolment-eligible arrival (more are drawn when a pause has skipped some)."""
+        while j >= self.arrivals.size:
+            more, _, _ = enrollment(self.scenario.accrual, 2 * self.arrivals.size + 16, self.seed, self.replicate)
+            self.arrivals = more
+        return float(self.arrivals[j])
+
+    def observed(self, model: PathwayModel, k: int) -> tuple[Observations, LandmarkStatus]:
+        """What the first k patients show (days not known yet are NaN and give nothing)."""
+        days = {name: values[:k] for name, values in model.days.items()}
+        after = {key: value[:k] for key, value in self.after_hsct.items()}
+        obs = trial_observations(self.draws.response[:k], model.exit_reason[:k], days, after)
+        status = landmark_status(model.start[:k], model.exit_reason[:k], days, after, self.landmark)
+        return obs, status
+
+    def stop_before(self, model: PathwayModel, k: int) -> Stop:
+        """The first day a rule fires from the first k patients' observations (inf if none)."""
+        if k == 0:
+            return NEVER
+        obs, status = self.observed(model, k)
+        return stop(obs, status, self.draws.enroll_day.size, self.scenario.monitoring, self.scenario.analysis)
+
+    def pauses_after(self, i: int) -> bool:
+        simon = self.scenario.monitoring.simon
+        return simon.enabled and simon.pause_enrollment and i + 1 == simon.n1
+
+    def stage1_day(self, model: PathwayModel, k: int) -> float:
+        obs, _ = self.observed(model, k)
+        day = stage1_day(obs, k, self.scenario.monitoring.simon.n1)
+        self.paused = (float(model.env.now), day)
+        return day
+
+    def outcome(self, model: PathwayModel, planned: int) -> MonitoringOutcome:
+        final = self.stop_before(model, model.enrolled)
+        looks = []
+        if self.paused is not None:
+            looks.append((self.paused[0], "simon", "enrollment paused until stage 1 is evaluated"))
+            looks.append((self.paused[1], "simon", "stage 1 evaluated: " + ("stop" if final.rule == "simon"
+                                                                             else "continue")))
+        if self.scenario.monitoring.futility.enabled and model.enrolled:
+            obs, status = self.observed(model, model.enrolled)
+            look = futility_look_day(status, self.scenario.monitoring.futility)
+            chance = success_probability(status, planned, look, self.scenario.monitoring.futility,
+                                         self.scenario.analysis)
+            looks.append((look, "futility", f"probability of final success {chance:.3f}: "
+                                            + ("stop" if final.rule == "futility" else "continue")))
+        if final.stopped:
+            looks.append((final.day, final.rule, "rule fired: enrollment stops"
+                          + (" (every patient already enrolled)" if model.enrolled == planned else "")))
+        return MonitoringOutcome(final, planned, model.enrolled, self.paused, tuple(sorted(looks)))
 
 
 def off_pathway_state(exit_reason: np.ndarray) -> np.ndarray:
