@@ -77,6 +77,8 @@ def _calibrated(args: argparse.Namespace, solve, scenario):
 
 
 def trial(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from sim.analysis.adam import adsl, adtte, endpoint_table
     from sim.analysis.datasets import event_log, format_flow, patient_flow, patients_table
     from sim.analysis.endpoints import observe
@@ -86,21 +88,27 @@ def trial(args: argparse.Namespace) -> int:
 
     scenario, solved = _load(args)
     post_model = _calibrated(args, calibrate, scenario)
-    history = simulate_trial(scenario, args.n, args.seed, post_model=post_model)
+    history = simulate_trial(scenario, args.n, args.seed, post_model=post_model, monitor=True)
     patients = patients_table(history)
     obs = observe(history)
     flow = patient_flow(history, obs.cutoff_day)
-    results = endpoint_table(history)
+    results = _with_monitoring(endpoint_table(history), history)
+    events = event_log(patients)
+    if history.monitoring is not None:
+        looks = pd.DataFrame([{"day": day, "patient": pd.NA, "event": f"interim look: {rule}", "detail": decision}
+                              for day, rule, decision in history.monitoring.looks], columns=events.columns)
+        events = pd.concat([events, looks], ignore_index=True).sort_values("day", kind="mergesort")
     a = scenario.analysis
     manifest = {
         "command": "trial", "scenario_file": str(args.scenario), "overrides": args.overrides,
         "n": args.n, "seed": args.seed, "scenario": scenario.model_dump(), "versions": package_versions(),
         "code_version": code_version(), "machine": machine(), "data_cutoff_day": obs.cutoff_day,
         "days_per_month": DAYS_PER_MONTH, "targets": [s.text() for s in solved],
+        "monitoring": _monitoring_record(history),
     }
     write_atomically(args.out, {
         "latent_patients.csv": patients.to_csv(index=False, float_format="%.3f", lineterminator="\n"),
-        "latent_events.csv": event_log(patients).to_csv(index=False, float_format="%.3f", lineterminator="\n"),
+        "latent_events.csv": events.to_csv(index=False, float_format="%.3f", lineterminator="\n"),
         "adsl.csv": adsl(history).to_csv(index=False, lineterminator="\n"),
         "adtte.csv": adtte(history).to_csv(index=False, lineterminator="\n"),
         "flow.csv": flow.to_csv(index=False, lineterminator="\n"),
@@ -114,6 +122,11 @@ def trial(args: argparse.Namespace) -> int:
     print(f"Scenario {scenario.name!r}, {args.n} patients, seed {args.seed}; "
           f"accrual took {months:.1f} months\n" + "".join(f"Target: {s.text()}\n" for s in solved))
     print(format_flow(flow))
+    if history.monitoring is not None:
+        looks = [f"  day {day:.0f} ({day / DAYS_PER_MONTH:.1f} months): {rule}: {what}"
+                 for day, rule, what in history.monitoring.looks]
+        print("\nInterim monitoring:\n" + "\n".join(looks)
+              + ("" if history.monitoring.stop.stopped else "\n  no rule fired"))
     print(f"\nEndpoints at the final analysis (data cutoff on day {obs.cutoff_day:.0f}, "
           f"{obs.cutoff_day / DAYS_PER_MONTH:.1f} months after the first site opened):")
     print(format_endpoints(results))
@@ -124,6 +137,29 @@ def trial(args: argparse.Namespace) -> int:
     print(f"\nWrote adsl.csv, adtte.csv (analysis datasets at the cutoff), endpoints.csv, latent_patients.csv, "
           f"latent_events.csv, flow.csv, manifest.json and 3 figures to {args.out}/ (columns: docs/datasets.md)")
     return 0
+
+
+def _with_monitoring(results: pd.DataFrame, history) -> pd.DataFrame:
+    """A trial stopped by an interim rule makes no efficacy claim: its tests say 'not rejected', and why."""
+    m = history.monitoring
+    if m is None or not m.stop.stopped:
+        return results
+    why = (f"trial stopped by the {m.stop.rule} rule on day {m.stop.day:.0f} ({m.enrolled} of {m.planned} enrolled): "
+           "no efficacy claim")
+    tested = results["reject"].notna()
+    results = results.copy()
+    results.loc[tested, "reject"] = False
+    results.loc[tested, "test_reason"] = why
+    return results
+
+
+def _monitoring_record(history) -> dict | None:
+    m = history.monitoring
+    if m is None:
+        return None
+    return {"stopped": m.stop.stopped, "rule": m.stop.rule, "stop_day": m.stop.day if m.stop.stopped else None,
+            "planned": m.planned, "enrolled": m.enrolled, "pause": list(m.pause) if m.pause else None,
+            "looks": [list(look) for look in m.looks]}
 
 
 def format_endpoints(results: pd.DataFrame) -> str:
@@ -220,6 +256,7 @@ def sweep(args: argparse.Namespace) -> int:
         report = write_sweep_report(args.out)
     _maybe_pdf(args, report)
     print(top.text() + "\n")
+    print(monitoring_text(scenario, results.oc_primary, example_n))
     shown = set(ns) | {int(n) for n in results.sizes["required_n"].dropna()}
     print(format_power_table(results.oc_primary[results.oc_primary["n"].isin(shown)], results.sizes,
                              non_monotone_power(results.replicates), a.alpha))
@@ -227,6 +264,23 @@ def sweep(args: argparse.Namespace) -> int:
           "flow_expected.csv, replicates.parquet, resources.csv, manifest.json")
     console.say(f"Done in {console.elapsed():.1f} s from the start of the command.")
     return 0
+
+
+def monitoring_text(scenario, oc: pd.DataFrame, n: int) -> str:
+    """The interim rules and what they do, for the console ('' when every rule is off)."""
+    from sim.report.rules import enabled_rules, monitoring_sentence, monitoring_table, rule_sentences
+
+    rules = enabled_rules(scenario.monitoring)
+    if not rules or "p_stop" not in oc:
+        return ""
+    grid = oc[oc["type1"].notna()]
+    at = int(grid["n"].iloc[(grid["n"] - n).abs().argmin()])
+    header, rows = monitoring_table(grid, rules)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    table = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    table += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(["Interim monitoring:", *(f"  {s}" for s in rule_sentences(scenario.monitoring, max(oc["n"]))),
+                      f"  {monitoring_sentence(grid, at, rules)}", *table, ""])
 
 
 def _csv(frame: pd.DataFrame) -> str:
@@ -317,6 +371,7 @@ def describe(args: argparse.Namespace) -> int:
     print(f"  P(an enrolled patient is transplanted) = {reach:.3f}; on average "
           f"{mean_days_to_hsct(scenario) / DAYS_PER_MONTH:.1f} months from enrollment to HSCT\n")
     print(derived_text(scenario, solved))
+    print(rules_text(scenario, args.n))
     acc = scenario.accrual
     full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
     print(f"Accrual: {full:.2f} enrolled/month once all {acc.n_sites} sites are open "
@@ -334,6 +389,24 @@ def describe(args: argparse.Namespace) -> int:
     print("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the data "
           "cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
     return 0
+
+
+def rules_text(scenario, n: int) -> str:
+    """The scenario's interim rules with their boundaries and, for the safety rules, the exact probability of
+    stopping a trial of n patients at a few true rates when every outcome is seen before the next patient."""
+    from sim.report.rules import enabled_rules, rule_sentences, stopping_probabilities
+
+    if not enabled_rules(scenario.monitoring):
+        return "Interim monitoring: no rule is enabled (see [monitoring] in the scenario reference).\n"
+    lines = ["Interim monitoring:", *(f"  {s}" for s in rule_sentences(scenario.monitoring, n))]
+    for name in ("induction_death", "nrm_day100"):
+        rule = getattr(scenario.monitoring, name)
+        if rule.enabled:
+            rates = np.array([rule.threshold / 2, rule.threshold, 2 * rule.threshold])
+            p = stopping_probabilities(rule, n, rates)
+            lines.append(f"  {name}: exact P(stop) over {n} evaluable patients if the true rate is "
+                         + ", ".join(f"{r:.0%}: {q:.3f}" for r, q in zip(rates, p, strict=True)))
+    return "\n".join(lines) + "\n"
 
 
 def derived_text(scenario, solved) -> str:

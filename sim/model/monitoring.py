@@ -51,15 +51,16 @@ class Observations:
 
 @dataclass(frozen=True)
 class LandmarkStatus:
-    """What the futility look needs per patient: enrollment, exit from the pathway, HSCT, and the days on
-    which the 18-month RFS status became known (failure day if failed by the landmark, else the day the
-    landmark was reached; inf if never known, e.g. lost to follow-up first)."""
+    """What the futility look needs per patient: enrollment, exit from the pathway, HSCT day (NaN: none),
+    and in days after HSCT the first relapse or death and the loss to follow-up (inf: none)."""
 
     enroll_day: np.ndarray
     exit_day: np.ndarray
     transplanted: np.ndarray
-    failed_day: np.ndarray
-    survived_day: np.ndarray
+    hsct_day: np.ndarray
+    fail_time: np.ndarray
+    ltfu_time: np.ndarray
+    landmark: float
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,11 @@ def trial_observations(response: np.ndarray, exit_reason: np.ndarray, days: dict
 
 def landmark_status(enroll_day: np.ndarray, exit_reason: np.ndarray, days: dict[str, np.ndarray],
                     after_hsct: dict[str, np.ndarray], landmark_days: float) -> LandmarkStatus:
-    """When each patient's landmark RFS status became known (for the futility look)."""
+    """Each patient's RFS data after HSCT, for the futility look."""
     transplanted = exit_reason == TRANSPLANTED
     hsct = np.where(transplanted, days["hsct_day"], np.nan)
-    first = np.minimum(after_hsct["relapse"], after_hsct["death"])
-    failed = transplanted & (first <= landmark_days) & (first <= after_hsct["ltfu"])
-    survived = transplanted & ~failed & (after_hsct["ltfu"] >= landmark_days)
-    return LandmarkStatus(enroll_day, days["exit_day"], transplanted,
-                          np.where(failed, hsct + first, np.inf), np.where(survived, hsct + landmark_days, np.inf))
+    return LandmarkStatus(enroll_day, days["exit_day"], transplanted, hsct,
+                          np.minimum(after_hsct["relapse"], after_hsct["death"]), after_hsct["ltfu"], landmark_days)
 
 
 def any_enabled(monitoring: Monitoring) -> bool:
@@ -146,9 +144,14 @@ def _safety_day(obs: Observations, mask: np.ndarray, rule: SafetyRule, n: int) -
 
 
 def safety_limits(rule: SafetyRule, nmax: int) -> np.ndarray:
-    """Events that stop the trial at k = 1..nmax evaluable patients (nmax + 1 where nothing stops)."""
-    return _limits(rule.prior_a, rule.prior_b, rule.threshold, rule.cutoff, rule.every, rule.min_evaluable,
-                   tuple(tuple(pair) for pair in rule.boundary), nmax)
+    """Events that stop the trial at k = 1..nmax evaluable patients (nmax + 1 where nothing stops).
+
+    The boundary at k does not depend on nmax, so one table, for the next power of two, serves every n.
+    """
+    size = 1 << max(nmax - 1, 63).bit_length()
+    limits = _limits(rule.prior_a, rule.prior_b, rule.threshold, rule.cutoff, rule.every, rule.min_evaluable,
+                     tuple(tuple(pair) for pair in rule.boundary), size)[:nmax]
+    return np.where(limits > size, nmax + 1, limits)
 
 
 @lru_cache(maxsize=256)
@@ -188,32 +191,75 @@ def _futility_day(status: LandmarkStatus, n: int, rule: InterimFutility, analysi
 
 def success_probability(status: LandmarkStatus, n: int, day: float, rule: InterimFutility,
                         analysis: Analysis) -> float:
-    """Chance, at `day`, that the final analysis of n patients rejects H0 (1.0 when nothing is known yet).
+    """Chance, at `day`, that the final analysis of the first n patients rejects H0 (1.0 before any data).
 
     The model (README: interim futility): the final test is read as the exact binomial test on the
     landmark status of N transplanted patients, N = n x the share of patients who have left the pathway
-    by `day` that were transplanted; K survivors and F failures are known at `day`; the N - K - F
-    remaining patients survive with probability K / (K + F) (conditional power, 'trend'), p1 ('h1'),
-    or a beta posterior (predictive probability; Lee & Liu 2008).
+    by `day` that were transplanted. Within the landmark window RFS is taken as exponential, S(u) =
+    S^(u / landmark); at the look, K patients are known survivors, F known failures, and each patient at
+    risk with follow-up u survives to the landmark with probability S^(1 - u / landmark), each patient
+    still to come with probability S. S is the exponential estimate from the look's data (conditional
+    power, 'trend'), p1 ('h1'), or integrated over the posterior from a beta(prior_a, prior_b) prior on S
+    and the exponential likelihood of the look's data (predictive probability; Lee & Liu 2008).
     """
-    enrolled = np.arange(status.enroll_day.size) < n
-    known_fail = int(np.count_nonzero(enrolled & (status.failed_day <= day)))
-    known_alive = int(np.count_nonzero(enrolled & (status.survived_day <= day)))
-    known = known_fail + known_alive
-    left = enrolled & (status.exit_day <= day)
-    if known == 0 or not left.any():
+    mine = np.arange(status.enroll_day.size) < n
+    left = mine & (status.exit_day <= day)
+    seen = mine & status.transplanted & (status.hsct_day <= day)
+    if not seen.any() or not left.any():
         return 1.0
-    total = max(int(round(n * np.count_nonzero(left & status.transplanted) / np.count_nonzero(left))), known)
+    lm = status.landmark
+    follow = np.minimum(np.minimum(day - status.hsct_day[seen], status.ltfu_time[seen]), lm)
+    failed = status.fail_time[seen] <= follow
+    survived = ~failed & (follow >= lm)
+    at_risk = ~failed & ~survived & (status.ltfu_time[seen] > follow)       # lost patients drop out
+    known_alive, known_fail = int(survived.sum()), int(failed.sum())
+    total = max(int(round(n * np.count_nonzero(left & status.transplanted) / np.count_nonzero(left))),
+                known_alive + known_fail + int(at_risk.sum()))
     needed = critical_survivors(total, analysis.p0, analysis.alpha) - known_alive
-    remaining = total - known
+    future = total - known_alive - known_fail - int(at_risk.sum())
     if needed <= 0:
         return 1.0
-    if needed > remaining:
+    if needed > future + int(at_risk.sum()):
         return 0.0
-    if rule.method == "predictive_probability":
-        return beta_binomial_sf(needed, remaining, rule.prior_a + known_alive, rule.prior_b + known_fail)
-    p = known_alive / known if rule.assumption == "trend" else analysis.p1
-    return float(special.bdtrc(needed - 1, remaining, p))
+    remaining = 1.0 - follow[at_risk] / lm                                  # share of the window still to go
+
+    def success(s: np.ndarray) -> np.ndarray:
+        """P(final success) for each value of S (an array)."""
+        s = np.atleast_1d(s)[:, None]
+        probs = np.concatenate([s ** remaining[None, :], np.repeat(s, future, axis=1)], axis=1)
+        return poisson_binomial_sf(needed, probs)
+
+    exposure = float(np.minimum(np.where(failed, status.fail_time[seen], follow), lm).sum())
+    if rule.method == "conditional_power":
+        s = analysis.p1 if rule.assumption == "h1" else (math.exp(-lm * known_fail / exposure) if exposure > 0
+                                                         else 1.0)
+        return float(success(np.array([s]))[0])
+    # Predictive probability: Gauss-Legendre quadrature over S of the posterior (beta prior x exponential likelihood).
+    nodes, weights = np.polynomial.legendre.leggauss(QUADRATURE_NODES)
+    grid = 0.5 * (nodes + 1.0) * (1.0 - 2e-9) + 1e-9
+    hazard = -np.log(grid) / lm
+    log_post = ((rule.prior_a - 1) * np.log(grid) + (rule.prior_b - 1) * np.log1p(-grid)
+                + known_fail * np.log(hazard) - hazard * exposure)
+    weight = weights * np.exp(log_post - log_post.max())
+    return float(np.dot(weight, success(grid)) / weight.sum())
+
+
+QUADRATURE_NODES = 48
+
+
+def poisson_binomial_sf(k: int, probs: np.ndarray) -> np.ndarray:
+    """P(at least k successes) among independent trials, for each row of success probabilities (rows x trials);
+    exact, through the characteristic function at the roots of unity (one FFT per row)."""
+    probs = np.atleast_2d(probs)
+    m = probs.shape[1]
+    if k <= 0:
+        return np.ones(probs.shape[0])
+    if k > m:
+        return np.zeros(probs.shape[0])
+    z = np.exp(2j * np.pi * np.arange(m + 1) / (m + 1))
+    char = np.prod(1.0 - probs[:, None, :] + probs[:, None, :] * z[None, :, None], axis=2)
+    pmf = np.clip(np.fft.fft(char, axis=1).real / (m + 1), 0.0, None)
+    return np.minimum(pmf[:, k:].sum(axis=1), 1.0)
 
 
 @lru_cache(maxsize=4096)
@@ -224,11 +270,3 @@ def critical_survivors(total: int, p0: float, alpha: float) -> int:
     tail[0] = 1.0
     hits = np.flatnonzero(tail <= alpha)
     return int(hits[0]) if hits.size else total + 1
-
-
-def beta_binomial_sf(k: int, n: int, a: float, b: float) -> float:
-    """P(X >= k) for X ~ BetaBinomial(n, a, b)."""
-    x = np.arange(k, n + 1)
-    log_pmf = (special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
-               + special.betaln(x + a, n - x + b) - special.betaln(a, b))
-    return float(np.exp(log_pmf).sum())

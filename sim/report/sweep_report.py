@@ -20,6 +20,7 @@ from sim.analysis.endpoints import SECONDARY, observe
 from sim.model.pathway import simulate_trial
 from sim.report.headline import Headline, headline, percent, title
 from sim.report.html import DOCS_NOTE, img, page, section, table, write_page
+from sim.report.rules import enabled_rules, monitoring_sentence, monitoring_table, rule_sentences
 from sim.report.study_figures import expected_flow_figure, power_figure, precision_figure, resources_figure
 from sim.report.trial_figures import incidence_figure, survival_figure
 from sim.scenario.schema import Scenario
@@ -74,6 +75,7 @@ def write_sweep_report(out: Path) -> Path:
                   "trials: mean, and in brackets the range in which 8 of 10 trials fall (10th-90th percentile). "
                   "Every reason for leaving the pathway appears once (reasons that happened in no simulated "
                   "trial are left out). Shown at the simulated n closest to the required n.</p>"),
+        *_monitoring_section(scenario, power, sizes, example_n),
         section("Precision of the primary estimate",
                 img(precision_figure(oc), "Confidence-interval half-width against n")),
         section(f"Secondary endpoints at n = {_secondary_n(oc, example_n)}",
@@ -131,6 +133,25 @@ def _oc_table(power: pd.DataFrame) -> str:
             + "<p class=\"note\">The simulated grid and each required n. '-': a sample size added around a "
               "required n (the scenario and p1 only); every simulated n is in power_all_n.csv. MCSE: Monte Carlo "
               "standard error.</p>")
+
+
+def _monitoring_section(scenario: Scenario, power: pd.DataFrame, sizes: pd.DataFrame, example_n: int) -> list[str]:
+    """The interim rules in words and their simulated operating characteristics (none when all are off)."""
+    rules = enabled_rules(scenario.monitoring)
+    if not rules or "p_stop" not in power:
+        return []
+    grid = power[power["type1"].notna()]
+    header, rows = monitoring_table(grid, rules)
+    sentences = "".join(f"<li>{html.escape(text)}</li>" for text in rule_sentences(scenario.monitoring,
+                                                                                     int(grid["n"].max())))
+    at = _secondary_n(grid, example_n)
+    return [section("Interim monitoring", f"<ul>{sentences}</ul><p>{html.escape(monitoring_sentence(grid, at, rules))}"
+                    "</p>" + table(header, rows) + "<p class=\"note\">Each rule is evaluated in calendar time as "
+                    "information arrives: a death on its day, a remission or its absence at the response assessment, "
+                    "non-relapse death by day 100 on day 100 after HSCT. When a rule fires, enrollment stops that day; "
+                    "patients already enrolled are followed to the final analysis, the trial makes no efficacy claim "
+                    "(H0 not rejected) and its estimates are still reported. Power and type I error without the rules "
+                    "come from the same simulated trials.</p>")]
 
 
 def _secondary_n(oc: pd.DataFrame, n: int) -> int:

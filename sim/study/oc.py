@@ -79,6 +79,8 @@ def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[s
                   | spread(design["n_transplanted"].to_numpy(), "transplanted")
                   | spread(design["n_evaluable"].to_numpy(), "evaluable")
                   | spread(design["duration_months"].to_numpy(), "duration_months"))
+        if "stopped" in design:
+            counts |= monitoring_measures(design, null, alt)
         for analysis in analyses:
             row: dict[str, object] = {"n": int(n), "analysis": analysis, "reps": len(design)}
             if f"{analysis}_reject" in design:
@@ -92,6 +94,31 @@ def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[s
                                        design[f"{analysis}_upper"].to_numpy(dtype=float), row["true"])
             rows.append(row | counts)
     return pd.DataFrame(rows)
+
+
+MONITORING_RULES = ("induction_death", "nrm_day100", "simon", "futility")
+
+
+def monitoring_measures(design: pd.DataFrame, null: pd.DataFrame, alt: pd.DataFrame) -> dict[str, float]:
+    """With interim rules: P(stop) overall and by rule (scenario as given) with MCSE, when (months from the
+    first enrollment, among stopped trials), and power and type I error without the rules from the same
+    replicates (the rules' cost in power), each with its MCSE; P(stop) under the null and p1 twins too."""
+    out: dict[str, float] = {}
+    for arm, frame in (("", design), ("_null", null), ("_alt", alt)):
+        if frame.empty:
+            continue
+        out[f"p_stop{arm}"], out[f"p_stop{arm}_mcse"] = proportion(frame["stopped"].astype(bool))
+    rule = design["stop_rule"].astype(str)
+    for name in MONITORING_RULES:
+        out[f"p_stop_{name}"], out[f"p_stop_{name}_mcse"] = proportion(rule == name)
+    months = design.loc[design["stopped"].astype(bool), "stop_month"].to_numpy(dtype=float)
+    out |= spread(months, "stop_month") if months.size else dict.fromkeys(
+        ("stop_month_mean", "stop_month_p10", "stop_month_p50", "stop_month_p90"), np.nan)
+    for name, frame in (("power", design), ("type1", null), ("power_alt", alt)):
+        if not frame.empty:
+            out[f"{name}_no_rules"], out[f"{name}_no_rules_mcse"] = proportion(frame["rfs_reject_no_rules"])
+    out |= spread(design["n_enrolled_no_rules"].to_numpy(), "enrolled_no_rules")
+    return out
 
 
 # The truths a required n is given at: the scenario's own implied RFS, and the protocol's p1.

@@ -25,8 +25,10 @@ import pandas as pd
 
 from sim.analysis.endpoints import itt_analysis, observe, primary_analysis, secondary_estimates
 from sim.analysis.flow import flow_counts
+from sim.analysis.monitored import NO_RULES, monitored_columns, stop_columns
 from sim.analysis.nested import replicate_columns
-from sim.model.pathway import TrialHistory, hsct_group, simulate_trial
+from sim.model.monitoring import any_enabled
+from sim.model.pathway import TrialHistory, hsct_group, simulate_trial, times_after_hsct
 from sim.model.post_transplant import post_transplant_history
 from sim.scenario.calibrate import PostTransplantModel, calibrate, null_twin
 from sim.scenario.schema import DAYS_PER_MONTH, InputError, Scenario
@@ -76,6 +78,7 @@ def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: 
                    ) -> dict[str, np.ndarray]:
     """Rows (replicate, n, arm) for replicates start..stop-1, as columns of plain numpy arrays."""
     blocks: list[dict[str, np.ndarray]] = []
+    monitored = any_enabled(study.scenario.monitoring)
     for r in range(start, stop):
         for ns, history in _pathways(study, models["design"], r):
             for arm in study.arms:
@@ -84,17 +87,50 @@ def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: 
                 # patient flow (the same pathway as the design arm) are not needed (NaN).
                 design = arm == "design"
                 endpoints = study.endpoints if design else min(study.endpoints, "primary", key=ENDPOINT_SETS.index)
+                if not monitored:
+                    columns = analysed_columns(arm_history, ns, endpoints, design)
+                elif live_monitoring(study.scenario):
+                    columns = live_columns(study, models[arm], r, ns[0], arm_history, endpoints, design)
+                else:
+                    columns = monitored_columns(arm_history, ns, endpoints, design,
+                                                times_after_hsct(history.draws, models[arm]))
                 size = len(ns)
                 blocks.append({"replicate": np.full(size, r), "n": np.asarray(ns), "arm": np.full(size, arm)}
-                              | analysed_columns(arm_history, ns, endpoints, design))
+                              | columns)
     blocks.sort(key=lambda b: (int(b["replicate"][0]), str(b["arm"][0]), int(b["n"][0])))  # one canonical order
     keys = list(dict.fromkeys(key for block in blocks for key in block))
     return {key: np.concatenate([block[key] if key in block else np.full(block["n"].size, np.nan)
                                  for block in blocks]) for key in keys}
 
 
+def live_monitoring(scenario: Scenario) -> bool:
+    """Whether monitoring must be simulated live, each n on its own: a pause of enrollment moves later
+    patients, and with the trial's own slots a patient who would have enrolled after a stop could still
+    have delayed an earlier one in the queue. Rules that only stop enrollment are otherwise applied after
+    the fact to one trial of the largest n (analysis/monitored.py)."""
+    m = scenario.monitoring
+    paused = m.simon.enabled and m.simon.pause_enrollment
+    return any_enabled(m) and (scenario.transplant.capacity == "finite" or paused)
+
+
+def live_columns(study: Study, model: PostTransplantModel, r: int, n: int, unmonitored: TrialHistory,
+                 endpoints: str, flow: bool) -> dict[str, np.ndarray]:
+    """The row of an n-patient trial simulated with its rules live (this arm's hazards), with the
+    `_no_rules` columns from the same trial without them."""
+    live = simulate_trial(study.scenario, n, study.seed, r, post_model=model, monitor=True)
+    out = live.monitoring
+    row = replicate_row(live, live.n, endpoints, flow)
+    if out.stop.stopped:
+        row |= {key: False for key in ("rfs_reject", "itt_reject") if key in row}
+    columns = {key: np.asarray([value]) for key, value in row.items()}
+    columns |= stop_columns(np.array([out.stop.stopped]), np.array([out.stop.rule]), np.array([out.stop.day]),
+                            float(live.draws.enroll_day[0]))
+    plain = replicate_row(unmonitored, n, "rfs")
+    return columns | {f"{key}_no_rules": np.asarray([plain[key]]) for key in NO_RULES}
+
+
 def _pathways(study: Study, design: PostTransplantModel, r: int) -> Iterator[tuple[tuple[int, ...], TrialHistory]]:
-    if study.scenario.transplant.capacity == "finite":
+    if study.scenario.transplant.capacity == "finite" or live_monitoring(study.scenario):
         for n in study.ns:
             yield (n,), simulate_trial(study.scenario, n, study.seed, r, post_model=design)
     else:
