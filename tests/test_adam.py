@@ -89,6 +89,7 @@ def test_kaplan_meier_and_tests_from_adtte_match_endpoints_csv(trial):
         ci = _at(kmf.confidence_interval_, LANDMARK)
         _check(ep.loc[key], estimate=s, lower=float(ci.iloc[0]), upper=float(ci.iloc[1]))
         assert ep.loc[key, "n"] == len(rows) and ep.loc[key, "events"] == np.sum(event & (time <= LANDMARK)), key
+        assert ep.loc[key, "source"] == f"adtte PARAMCD={paramcd}"
         # The same curve read in months (AVALM) gives the same answer.
         by_month = KaplanMeierFitter().fit(rows["AVALM"], event).survival_function_at_times(18.0).iloc[0]
         assert by_month == pytest.approx(s, abs=1e-12)
