@@ -4,14 +4,18 @@ A statistician who takes adtte.csv elsewhere must get the numbers of endpoints.c
 (Kaplan-Meier at the landmark, Aalen-Johansen for the incidences) and scipy (Clopper-Pearson) recompute
 every estimate, CI, count and the primary and ITT tests from the written CSV files, to the printed
 precision. The datasets must hold exactly the patients enrolled by the data cutoff and nothing dated
-after it; each censoring code must say truthfully what ended the record. Three trials: the base
-scenario (landmark cutoff), a calendar cutoff that leaves patients out, and heavy loss to follow-up
-with a short simulated horizon (every censoring code occurs).
+after it; each censoring code must say truthfully what ended the record. Four trials: the base
+scenario (landmark cutoff), a calendar cutoff that leaves patients out, heavy loss to follow-up with
+a short simulated horizon (every censoring code occurs), and the MRD re-test policy with a high risk
+while waiting for HSCT (re-tests and waiting exits occur). In all four, patients who leave the
+pathway alive are followed (base: off_pathway.followed = true), so OS and EFS from enrollment are
+evaluable and recomputed too; a fifth trial does not follow them.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +25,7 @@ from scipy import stats
 
 from sim.cli.parser import main
 
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 DAYS_PER_MONTH = 365.25 / 12
 LANDMARK = 18 * DAYS_PER_MONTH
 AGVHD_DAYS = 100.0
@@ -29,8 +34,11 @@ TRIALS = {
     "calendar": ["--n", "120", "--seed", "3", "--set", "analysis.cutoff=calendar"],
     "lossy": ["--n", "80", "--seed", "5", "--set", "post_transplant.ltfu_prob=0.3",
               "--set", "post_transplant.horizon_months=30"],
+    "retest": ["--n", "80", "--seed", "11", "--scenario", str(SCENARIOS / "mrd_retest.toml"),
+               "--set", "mrd.mfc.p_negative_after_induction=0.5", "--set", "waiting.relapse_per_month_mrd_positive=0.3",
+               "--set", "waiting.death_per_month=0.03"],
 }
-KM_PARAMS = {"rfs": "RFS", "os": "OS", "grfs": "GRFS", "itt": "EFSITT"}
+KM_PARAMS = {"rfs": "RFS", "os": "OS", "grfs": "GRFS", "itt": "EFSITT", "os_enroll": "OSENR", "efs_enroll": "EFSENR"}
 AJ_PARAMS = {"relapse": ("REL", LANDMARK), "nrm": ("NRM", LANDMARK), "agvhd24": ("AGVHD", AGVHD_DAYS),
              "agvhd34": ("AGVHD34", AGVHD_DAYS), "cgvhd": ("CGVHD", LANDMARK)}
 
@@ -81,6 +89,7 @@ def test_kaplan_meier_and_tests_from_adtte_match_endpoints_csv(trial):
         ci = _at(kmf.confidence_interval_, LANDMARK)
         _check(ep.loc[key], estimate=s, lower=float(ci.iloc[0]), upper=float(ci.iloc[1]))
         assert ep.loc[key, "n"] == len(rows) and ep.loc[key, "events"] == np.sum(event & (time <= LANDMARK)), key
+        assert ep.loc[key, "source"] == f"adtte PARAMCD={paramcd}"
         # The same curve read in months (AVALM) gives the same answer.
         by_month = KaplanMeierFitter().fit(rows["AVALM"], event).survival_function_at_times(18.0).iloc[0]
         assert by_month == pytest.approx(s, abs=1e-12)
@@ -183,8 +192,10 @@ def test_censoring_codes_say_what_ended_each_record(trial):
     assert (by[1]["ADT"] == cutoff).all() and (by[1]["CNSDTDSC"] == "data cutoff").all()
     lost = latent.loc[by[2]["SUBJID"], "ltfu_day"].to_numpy()
     assert np.allclose(by[2]["ADT"], lost, atol=1e-3) and (by[2]["CNSDTDSC"] == "lost to follow-up").all()
-    since_hsct = by[3]["ADT"].to_numpy() - latent.loc[by[3]["SUBJID"], "hsct_day"].to_numpy()
-    assert np.allclose(since_hsct, horizon, atol=1e-3) and (by[3]["CNSDTDSC"] == "end of simulated follow-up").all()
+    # The simulated horizon runs from HSCT, or from the day a patient left the pathway alive (OSENR, EFSENR).
+    followed_from = latent["hsct_day"].fillna(latent["off_pathway_day"])
+    since = by[3]["ADT"].to_numpy() - followed_from.loc[by[3]["SUBJID"]].to_numpy()
+    assert np.allclose(since, horizon, atol=1e-3) and (by[3]["CNSDTDSC"] == "end of simulated follow-up").all()
     assert set(by[4]["PARAMCD"]) <= {"REL", "NRM", "AGVHD", "AGVHD34", "CGVHD"}
     assert by[4]["CNSDTDSC"].str.startswith("competing event: ").all()
     assert (by[0]["CNSDTDSC"].isna()).all() and by[0]["EVNTDESC"].notna().all()
@@ -195,3 +206,78 @@ def test_censoring_codes_say_what_ended_each_record(trial):
     assert np.allclose(rfs["ADT"], latent_day, atol=1e-3)
     if trial["name"] == "lossy":           # every code occurs in this trial
         assert all(not by[code].empty for code in range(5)), {c: len(b) for c, b in by.items()}
+
+
+def test_os_and_efs_from_enrollment_follow_every_enrolled_patient(trial):
+    """OSENR and EFSENR: one row per adsl patient from enrollment; events and censoring as the latent history says."""
+    adsl, adtte, latent = trial["adsl"].set_index("SUBJID"), trial["adtte"], trial["latent"].set_index("patient")
+    left_alive = (adsl["EOTSTT"] == "DISCONTINUED") & ~adsl["DCTREAS"].fillna("").str.startswith("death")
+    assert left_alive.sum() >= 3           # the endpoints are about these patients too
+    for paramcd in ("OSENR", "EFSENR"):
+        rows = _param(adtte, paramcd).set_index("SUBJID")
+        assert rows.index.tolist() == adsl.index.tolist()
+        assert np.allclose(rows["STARTDT"], adsl["ENRLDT"], rtol=0, atol=1e-6)
+    # OS: the events are the deaths adsl knows of, on their day; everyone else is known alive until ADT.
+    os_rows = _param(adtte, "OSENR").set_index("SUBJID")
+    dead = adsl["DTHFL"] == "Y"
+    assert ((os_rows["CNSR"] == 0) == dead).all()
+    assert np.allclose(os_rows.loc[dead, "ADT"], adsl.loc[dead, "DTHDT"], rtol=0, atol=2e-6)
+    assert np.allclose(os_rows["ADT"], adsl["LSTALVDT"], rtol=0, atol=2e-6)
+    assert (os_rows.loc[dead, "EVNTDESC"].str.split().str[0] == "death").all()
+    assert (dead & left_alive).any(), "no death after leaving the pathway alive: the follow-up is not exercised"
+    assert (os_rows.loc[dead & left_alive, "EVNTDESC"] == "death after leaving the pathway").all()
+    # EFS: the first of induction failure (refractory, on the assessment day), relapse and death, from adsl.
+    efs = _param(adtte, "EFSENR").set_index("SUBJID")
+    failure = adsl["RSPDT"].where(adsl["RESP"] == "refractory")
+    first = pd.concat([failure, adsl["RELDT"], adsl["DTHDT"]], axis=1).min(axis=1)
+    event = efs["CNSR"] == 0
+    assert (event == first.notna()).all()
+    assert np.allclose(efs.loc[event, "ADT"], first[event], rtol=0, atol=2e-6)
+    kind = efs.loc[event, "EVNTDESC"].str.split().str[0]
+    expected = np.select([first[event] == failure[event], first[event] == adsl.loc[event, "RELDT"]],
+                         ["induction", "relapse"], "death")
+    assert (kind.to_numpy() == expected).all()
+    # Latent days behind the descriptions: a relapse after leaving the pathway is the latent relapse_day.
+    after_leaving = efs.loc[event & (efs["EVNTDESC"] == "relapse after leaving the pathway")]
+    assert np.allclose(after_leaving["ADT"], latent.loc[after_leaving.index, "relapse_day"], atol=1e-3)
+    assert (efs.loc[~event, "CNSR"].isin([1, 2, 3])).all() and (os_rows.loc[os_rows["CNSR"] > 0, "CNSR"] <= 3).all()
+
+
+def test_adsl_holds_the_new_exit_reasons_and_the_retest(trial):
+    adsl, latent = trial["adsl"], trial["latent"].set_index("patient")
+    cutoff = adsl["CUTOFFDT"].iloc[0]
+    retest = adsl["MRDRTRES"].notna()
+    if trial["name"] != "retest":
+        assert not retest.any() and adsl["RTCSDT"].isna().all()
+        return
+    # Re-tested patients: MRD-positive before HSCT, a further course, then a result that decides HSCT.
+    assert retest.sum() >= 3 and set(adsl.loc[retest, "MRDRTRES"]) == {"negative", "positive"}
+    assert (adsl.loc[retest, "MRD2RES"] == "positive").all()
+    assert (adsl.loc[retest, "RTCSDT"] < adsl.loc[retest, "MRDRTDT"]).all()
+    negative_then = retest & (adsl["MRDRTRES"] == "negative")
+    assert (adsl.loc[negative_then & (adsl["HSCTFL"] == "Y")].shape[0] > 0)
+    assert (adsl.loc[retest & (adsl["MRDRTRES"] == "positive"), "HSCTFL"] == "N").all()
+    truth = latent.loc[adsl.loc[retest, "SUBJID"], "retest_negative"].astype(bool).to_numpy()
+    assert ((adsl.loc[retest, "MRDRTRES"] == "negative").to_numpy() == truth).all()
+    # Waiting-risk exits: a relapse (RELDT) or death (DTHDT) on the day the patient left.
+    for reason, column in (("relapse while awaiting HSCT", "RELDT"), ("death while awaiting HSCT", "DTHDT")):
+        rows = adsl[adsl["DCTREAS"] == reason]
+        assert len(rows) >= 1, reason
+        assert np.allclose(rows[column], rows["EOTDT"], rtol=0, atol=1e-6) and (rows["EOTDT"] <= cutoff).all()
+
+
+def test_leavers_not_followed_give_no_survival_from_enrollment(tmp_path):
+    """off_pathway.followed = false: no OSENR or EFSENR rows, the endpoints not evaluable, no death after leaving."""
+    out = ["--out", str(tmp_path)]
+    assert main(["trial", "--n", "60", "--seed", "7", "--set", "off_pathway.followed=false", *out]) == 0
+    adsl, adtte = pd.read_csv(tmp_path / "adsl.csv"), pd.read_csv(tmp_path / "adtte.csv")
+    ep = pd.read_csv(tmp_path / "endpoints.csv").set_index("key")
+    assert not adtte["PARAMCD"].isin(["OSENR", "EFSENR"]).any()
+    for key in ("os_enroll", "efs_enroll"):
+        assert math.isnan(ep.loc[key, "estimate"]) and "off_pathway.followed" in ep.loc[key, "not_evaluable_reason"]
+    left_alive = (adsl["EOTSTT"] == "DISCONTINUED") & ~adsl["DCTREAS"].fillna("").str.startswith("death")
+    assert left_alive.sum() >= 3
+    assert (adsl.loc[left_alive, "DTHFL"] == "N").all()
+    assert np.allclose(adsl.loc[left_alive, "LSTALVDT"], adsl.loc[left_alive, "EOTDT"], rtol=0, atol=1e-6)
+    in_remission = left_alive & ~adsl["DCTREAS"].fillna("").str.startswith("relapse") & (adsl["RESP"] != "refractory")
+    assert in_remission.any() and (adsl.loc[in_remission, "RELFL"] == "N").all()

@@ -21,14 +21,6 @@ SECTIONS = ("Sizing study", "Power and type I error", "Required sample size", "P
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="module")
-def sweep_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "sweep"
-    assert main(["sweep", "--n", "20:40:10", "--reps", "30", "--seed", "2", "--jobs", "1", "--quiet",
-                 "--out", str(out)]) == 0
-    return out
-
-
 def test_report_has_every_section_and_is_self_contained(sweep_folder):
     page = (sweep_folder / "report.html").read_text()
     for section in SECTIONS:
@@ -152,16 +144,6 @@ def load_in_chromium(page: Path, profile: Path) -> dict:
 
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
-
-
-@pytest.fixture(scope="module")
-def whatif_folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("whatif")
-    assert main(["compare", "--variant", "few_donors:donor.p_no_donor=0.3", "--n", "30", "60", "--reps", "20",
-                 "--seed", "2", "--jobs", "1", "--endpoints", "primary", "--quiet", "--out", str(root / "cmp")]) == 0
-    assert main(["sensitivity", "--vary", "response.p_cr=0.8:0.9:2", "--n", "30", "60", "--reps", "20", "--seed", "2",
-                 "--jobs", "1", "--quiet", "--out", str(root / "sens")]) == 0
-    return {"compare": root / "cmp", "sensitivity": root / "sens"}
 
 
 @needs_chromium

@@ -1,13 +1,15 @@
 """Analysis datasets in CDISC ADaM style: what the trial would hold at its final analysis.
 
 `adsl` gives one row per patient enrolled by the data cutoff (site, age, BSA, treatment, key dates,
-response, MRD results, donor, HSCT, why the patient left the pathway, safety and population flags);
-`adtte` one row per patient and time-to-event parameter (RFS, OS and GRFS after HSCT, event-free
-survival from enrollment (ITT), and the competing-risk parameters behind the incidences);
-`endpoint_table` the endpoints of endpoints.py as a typed table. Only what is known at the data
-cutoff appears: dates after it are blank. Censoring is the analysis's own (Observed, time_to_first,
-competing, itt_data from endpoints.py), never recomputed here, so the estimates of endpoints.csv
-follow from adtte.csv with any survival package. Dates are study days: days since day 0, the day the
+response, MRD results and re-test, donor, HSCT, why the patient left the pathway, relapse and death
+known by the cutoff (also after leaving the pathway, when leavers are followed), safety and
+population flags); `adtte` one row per patient and time-to-event parameter (RFS, OS and GRFS after
+HSCT, event-free survival from enrollment (ITT), OS and EFS from enrollment, and the competing-risk
+parameters behind the incidences); `endpoint_table` the endpoints of endpoints.py as a typed table.
+Only what is known at the data cutoff appears: dates after it are blank. Censoring is the analysis's
+own (Observed, time_to_first, competing, itt_data, from_enrollment, follow_up_end_days from
+endpoints.py), never recomputed here, so the estimates of endpoints.csv follow from adtte.csv with any
+survival package. Dates are study days: days since day 0, the day the
 first site opens, with fractions (the simulation runs in continuous time). A month is 365.25/12 days.
 """
 
@@ -22,13 +24,28 @@ from sim.analysis.endpoints import (
     INF,
     Observed,
     competing,
+    death_days,
+    efs_event_days,
     endpoints,
+    follow_up_end_days,
+    from_enrollment,
     itt_data,
     observe,
     time_to_first,
 )
 from sim.model.draws import CR, CRI
-from sim.model.pathway import BLINA_DEATH, CONSOL_DEATH, EXIT_REASONS, INDUCTION_DEATH, NO_DONOR_FOUND, TrialHistory
+from sim.model.pathway import (
+    BLINA_DEATH,
+    CONSOL_RELAPSE,
+    DEATH_EXITS,
+    EXIT_REASONS,
+    INDUCTION_DEATH,
+    NO_DONOR_FOUND,
+    NOT_IN_REMISSION,
+    TRANSPLANTED,
+    WAITING_RELAPSE,
+    TrialHistory,
+)
 from sim.scenario.schema import DAYS_PER_MONTH
 
 STUDYID = "BLINA-HSCT-SIM"
@@ -57,6 +74,8 @@ PARAMETERS = {
     "AGVHD": (7, "Time to acute GVHD grade II-IV after HSCT, relapse and death competing (days)"),
     "AGVHD34": (8, "Time to acute GVHD grade III-IV after HSCT, relapse and death competing (days)"),
     "CGVHD": (9, "Time to chronic GVHD after HSCT, relapse and death competing (days)"),
+    "OSENR": (10, "Overall survival from enrollment, every enrolled patient followed (days)"),
+    "EFSENR": (11, "Event-free survival from enrollment: induction failure, relapse or death (days)"),
 }
 
 # Where each estimate of endpoints.csv comes from in the datasets.
@@ -67,6 +86,7 @@ SOURCES = {
     "crc": "adsl CRCFL where RSPEVFL=Y", "mrd1": "adsl MRD1RES", "mrd2": "adsl MRD2RES",
     "induction_death": "adsl INDDTHFL", "crs3": "adsl CRS3FL where BLNFL=Y", "neurotox3": "adsl NTX3FL where BLNFL=Y",
     "blina_discontinued": "adsl BLNDCFL where BLNFL=Y", "hsct": "adsl HSCTFL",
+    "os_enroll": "adtte PARAMCD=OSENR", "efs_enroll": "adtte PARAMCD=EFSENR",
 }
 
 
@@ -94,7 +114,8 @@ def adsl(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
     left_day = history.days["exit_day"][:obs.n]
     donor_day = np.where(known("donor_ready_day") <= left_day, known("donor_ready_day"), np.nan)
     response = history.draws.response[:obs.n]
-    death_day = _death_days(history, obs, known("off_pathway_day"))
+    follow_up_end = follow_up_end_days(history, obs)
+    death_day = _known_by(death_days(history)[:obs.n], follow_up_end)
     table = {
         **_subjects(p),
         "AGE": np.floor(p["age"].to_numpy()).astype(np.int64),
@@ -120,6 +141,9 @@ def adsl(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
         "MRD1RES": _result(mrd1_day, p["mrd1_negative"]),
         "MRD2DT": mrd2_day,
         "MRD2RES": _result(mrd2_day, p["mrd2_negative"]),
+        "RTCSDT": known("retest_course_start_day"),
+        "MRDRTDT": known("retest_result_day"),
+        "MRDRTRES": _result(known("retest_result_day"), p["retest_negative"]),
         "DONOR": np.where(~np.isnan(donor_day), p["donor_type"].to_numpy(),
                           np.where((why == NO_DONOR_FOUND) & (off_day <= cutoff), "none found", "")),
         "DONRDT": donor_day,
@@ -134,8 +158,11 @@ def adsl(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
         "EOTSTT": np.where(transplanted, "COMPLETED", np.where(~np.isnan(off_day), "DISCONTINUED", "ONGOING")),
         "EOTDT": np.where(transplanted, hsct_day, off_day),
         "DCTREAS": np.where(~np.isnan(off_day), [EXIT_TEXT[r] for r in p["exit_reason"]], ""),
+        "RELFL": _yn(~np.isnan(relapse_day := _known_by(_relapse_days(history)[:obs.n], follow_up_end))),
+        "RELDT": relapse_day,
         "DTHFL": _yn(~np.isnan(death_day)),
         "DTHDT": death_day,
+        "LSTALVDT": _last_known_alive(history, off_day, death_day, follow_up_end),
     }
     frame = pd.DataFrame(table)[keep].reset_index(drop=True)
     return _rounded(frame)
@@ -161,6 +188,7 @@ def adtte(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
         _incidence(obs, "AGVHD", obs.agvhd, agvhd_grade, relapse_or_death, cause=1),
         _incidence(obs, "AGVHD34", agvhd34, "acute GVHD grade III-IV", relapse_or_death, cause=1),
         _incidence(obs, "CGVHD", obs.cgvhd, "chronic GVHD", relapse_or_death, cause=1),
+        *_from_enrollment(history, obs),
     ]
     frame = pd.concat(blocks, ignore_index=True)
     frame = subjects.iloc[frame.pop("patient")].reset_index(drop=True).join(frame)
@@ -229,6 +257,61 @@ def _itt(history: TrialHistory, obs: Observed) -> pd.DataFrame:
     return _block("EFSITT", patients, enroll[patients], time, cnsr, np.where(event, names, ""))
 
 
+def _from_enrollment(history: TrialHistory, obs: Observed) -> list[pd.DataFrame]:
+    """OSENR and EFSENR: every patient enrolled by the cutoff, from enrollment, censored by from_enrollment.
+
+    None when patients who leave the pathway alive are not followed (the analysis does not estimate them).
+    """
+    if not history.scenario.off_pathway.followed:
+        return []
+    enroll = history.draws.enroll_day[:obs.n]
+    patients = np.flatnonzero(enroll <= obs.cutoff_day)
+    censored = _follow_up_end_cause(history, obs)[patients]
+    blocks = []
+    for paramcd, event_days, names in (("OSENR", death_days(history), _death_names(history)),
+                                       ("EFSENR", efs_event_days(history), _efs_event_names(history))):
+        time, event = from_enrollment(history, obs, event_days)
+        blocks.append(_block(paramcd, patients, enroll[patients], time, np.where(event, EVENT, censored),
+                             np.where(event, names[patients], "")))
+    return blocks
+
+
+def _follow_up_end_cause(history: TrialHistory, obs: Observed) -> np.ndarray:
+    """What ends each of the first n patients' follow_up_end_days: 1 = data cutoff, 2 = lost to follow-up,
+    3 = end of simulated follow-up (after HSCT or after leaving the pathway); ties go to the cutoff, then loss."""
+    end = follow_up_end_days(history, obs)
+    lost = end == history.off["ltfu_day"][:obs.n]
+    cause = np.where(end == obs.cutoff_day, CUTOFF, np.where(lost, LOST, HORIZON))
+    cause[obs.hsct] = obs.follow_end_cause
+    return cause
+
+
+def _death_names(history: TrialHistory) -> np.ndarray:
+    """Where each patient's latent death happens: on the pathway (by its exit reason), after HSCT or after leaving."""
+    why = history.exit_reason
+    on_pathway = np.array([EXIT_TEXT[EXIT_REASONS[r]] for r in why], dtype=object)
+    return np.where(np.isin(why, DEATH_EXITS), on_pathway,
+                    np.where(why == TRANSPLANTED, "death after HSCT", "death after leaving the pathway"))
+
+
+def _efs_event_names(history: TrialHistory) -> np.ndarray:
+    """Which event efs_event_days dates for each patient: induction failure, a relapse or a death, and where."""
+    why, post, off = history.exit_reason, history.post, history.off
+    at_exit = np.array([EXIT_TEXT[EXIT_REASONS[r]] for r in why], dtype=object)
+    after_hsct = np.where(_relapse_first(post), "relapse after HSCT", "death without relapse after HSCT")
+    after_leaving = np.where(_relapse_first(off), "relapse after leaving the pathway",
+                             "death without relapse after leaving the pathway")
+    return np.select([why == NOT_IN_REMISSION, np.isin(why, (*DEATH_EXITS, CONSOL_RELAPSE, WAITING_RELAPSE)),
+                      why == TRANSPLANTED],
+                     ["induction failure (refractory)", at_exit, after_hsct], after_leaving).astype(object)
+
+
+def _relapse_first(events: dict[str, np.ndarray]) -> np.ndarray:
+    """A relapse that comes no later than death (NaN: neither within the horizon)."""
+    death = np.where(np.isnan(events["death_day"]), INF, events["death_day"])
+    return events["relapse_day"] <= death
+
+
 def _block(paramcd: str, patients: np.ndarray, start: np.ndarray, time: np.ndarray, cnsr: np.ndarray,
            evntdesc: np.ndarray) -> pd.DataFrame:
     """ADTTE rows of one parameter (`patients`: indices among the first n)."""
@@ -273,13 +356,26 @@ def _evaluable(history: TrialHistory, obs: Observed) -> np.ndarray:
     return flag
 
 
-def _death_days(history: TrialHistory, obs: Observed, off_day: np.ndarray) -> np.ndarray:
-    """Day of death known by the cutoff: on the pathway before HSCT, or observed after HSCT (OS event)."""
-    why = history.exit_reason[:obs.n]
-    day = np.where(np.isin(why, (INDUCTION_DEATH, BLINA_DEATH, CONSOL_DEATH)), off_day, np.nan)
-    time, event = time_to_first(obs, obs.death)
-    day[obs.hsct] = np.where(event, obs.hsct_day + time, np.nan)
-    return day
+def _known_by(day: np.ndarray, follow_up_end: np.ndarray) -> np.ndarray:
+    """Latent calendar days seen by the end of each patient's follow-up (follow_up_end_days), NaN otherwise."""
+    return np.where(day <= follow_up_end, day, np.nan)
+
+
+def _relapse_days(history: TrialHistory) -> np.ndarray:
+    """Latent calendar day of each patient's first relapse: during consolidation or while awaiting HSCT (the day
+    the patient left), after HSCT, or after leaving the pathway in remission (NaN: none, or not followed)."""
+    why, post, off = history.exit_reason, history.post, history.off
+    return np.where(np.isin(why, (CONSOL_RELAPSE, WAITING_RELAPSE)), history.days["exit_day"],
+                    np.where(why == TRANSPLANTED, post["relapse_day"], off["relapse_day"]))
+
+
+def _last_known_alive(history: TrialHistory, off_day: np.ndarray, death_day: np.ndarray,
+                      follow_up_end: np.ndarray) -> np.ndarray:
+    """Death day for those who died, else the end of follow-up; the day of leaving for leavers not followed."""
+    why = history.exit_reason[:len(off_day)]
+    left_alive = ~np.isnan(off_day) & ~np.isin(why, DEATH_EXITS)
+    end = np.where(left_alive & ~history.scenario.off_pathway.followed, off_day, follow_up_end)
+    return np.where(np.isnan(death_day), end, death_day)
 
 
 def _yn(flag: np.ndarray) -> np.ndarray:

@@ -29,6 +29,8 @@ BOX_LABELS = {
     "mrd_positive": "MRD-positive before HSCT",
     "no_donor": "no donor",
     "refusal": "declined HSCT",
+    "relapse_awaiting_hsct": "relapsed while awaiting HSCT",
+    "death_awaiting_hsct": "died while awaiting HSCT",
     "on_pathway": "still on the pathway at the cutoff",
     "transplanted": "Transplanted (analysed for the primary endpoint)",
     "evaluable": "event or followed to the landmark",
