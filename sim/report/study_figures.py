@@ -144,7 +144,7 @@ def tornado_figure(tornado: pd.DataFrame, base: dict, labels: dict[str, str], gr
     first.set_yticks(range(len(rows)), labels=[f"{_wrap(labels[k])}\n({k})" for k in rows["key"]], fontsize=8)
     _tornado_panel(second, rows, "duration_months_p50", base["duration_months_p50"], fmt="{:.0f}")
     second.set_yticks(range(len(rows)), labels=[""] * len(rows))
-    second.set_xlabel(f"Median months from first enrollment to the final analysis, at n = {base['n']}")
+    second.set_xlabel(f"Median months from first enrollment\nto the final analysis, at n = {base['n']}")
     fig.suptitle(f"One-way sensitivity ({reps} simulated trials per value; bar ends: the low and the high value "
                  "of each input, with the true 18-month RFS and P(reach HSCT) it implies)", fontsize=10)
     return png(fig)

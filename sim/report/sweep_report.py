@@ -116,10 +116,14 @@ def _required_table(sizes: pd.DataFrame, power: pd.DataFrame, p1: float, true_rf
                      f"{r.transplanted_mean:.0f}" if found else "-",
                      f"{r.duration_months_p50:.0f} ({r.duration_months_p10:.0f}-{r.duration_months_p90:.0f})"
                      if found else "-"])
+    refined = power["type1"].isna().any() if "type1" in power else False
+    note = ("Sample sizes between grid points were simulated one by one around each answer (same trials, nested), "
+            "so the answer is to the patient." if refined else
+            "The answers fall on simulated sample sizes without refinement between grid points (none was needed, "
+            "or the answer lies at the edge of the grid).")
     return (table(["target power", "if the true 18-month RFS is", "enrolled needed", "transplanted (mean)",
                    "months to final analysis, median (10th-90th pct)"], rows, text=True)
-            + "<p class=\"note\">Sample sizes between grid points were simulated one by one around each answer "
-              "(same trials, nested), so the answer is to the patient.</p>")
+            + f"<p class=\"note\">{note}</p>")
 
 
 def _oc_table(power: pd.DataFrame) -> str:
