@@ -147,7 +147,8 @@ def _solve_linked(model: PostTransplantModel, targets: tuple[float, ...]) -> Pos
         raise ScenarioError(
             f"{keys}: no hazards reproduce these incidences with GVHD raising NRM "
             f"(post_transplant.nrm_hr_agvhd_3_4 = {model.nrm_hr_agvhd34}, post_transplant.nrm_hr_cgvhd_systemic = "
-            f"{model.nrm_hr_cgvhd}); lower the hazard ratios or the GVHD incidences")
+            f"{model.nrm_hr_cgvhd}) and these hazard ratios and shapes ({_SHAPE_KEYS}); lower the GVHD hazard "
+            "ratios or incidences, or change the shapes")
     return fitted
 
 

@@ -104,8 +104,11 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
         onsets["acute"] = a_rate if np.isfinite(a_rate) and lo < AGVHD_WINDOW_DAYS else 0.0
         onsets["chronic"] = c_rate if np.isfinite(c_rate) and lo >= d0 else 0.0
         s_eval = times[inside] ** (1.0 / q)
-        s_end = hi ** (1.0 / q)
-        sol = integrate.solve_ivp(rhs, (lo ** (1.0 / q), s_end), state.ravel(), method="DOP853",
+        s_start, s_end = lo ** (1.0 / q), hi ** (1.0 / q)
+        if not s_end > s_start:          # a piece too short to integrate in s (tiny or huge shape): nothing moves
+            result[inside] = state
+            continue
+        sol = integrate.solve_ivp(rhs, (s_start, s_end), state.ravel(), method="DOP853",
                                   t_eval=np.unique(np.append(s_eval, s_end)), rtol=_RTOL, atol=_ATOL)
         if not sol.success:
             raise RuntimeError(f"GVHD-NRM forward equations failed: {sol.message}")
