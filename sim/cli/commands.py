@@ -317,6 +317,7 @@ def describe(args: argparse.Namespace) -> int:
     print(f"  P(an enrolled patient is transplanted) = {reach:.3f}; on average "
           f"{mean_days_to_hsct(scenario) / DAYS_PER_MONTH:.1f} months from enrollment to HSCT\n")
     print(derived_text(scenario, solved))
+    print(priors_text(args))
     acc = scenario.accrual
     full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
     print(f"Accrual: {full:.2f} enrolled/month once all {acc.n_sites} sites are open "
@@ -334,6 +335,18 @@ def describe(args: argparse.Namespace) -> int:
     print("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the data "
           "cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
     return 0
+
+
+def priors_text(args: argparse.Namespace) -> str:
+    """The scenario's uncertain inputs, each with its mean (the value used above) and 90% interval; '' when none."""
+    from sim.scenario.priors import load_uncertain
+    from sim.study.targets import split_targets
+
+    _, priors = load_uncertain(args.scenario, split_targets(args.overrides)[0])
+    if not priors:
+        return ""
+    lines = ["Uncertain inputs (the values above use their means; run_sim.py assurance averages over them):"]
+    return "\n".join(lines + [f"  {line}" for line in priors.describe()]) + "\n"
 
 
 def derived_text(scenario, solved) -> str:
