@@ -61,7 +61,7 @@ def test_dirichlet_draws_sum_to_at_most_one_with_beta_marginals():
     _, priors = uncertain("response.dirichlet={ p_cr = 78, p_cri = 6, p_early_death = 1, rest = 15 }",
                           "donor.dirichlet={ p_haplo = 6, p_sibling = 3, p_unrelated = 1 }")
     rng = np.random.default_rng(3)
-    u = {name: rng.random(20_000) for name in priors.stream_names()}
+    u = {name: rng.random((20_000, count)) for name, count in priors.streams().items()}
     values = priors.values(u)
     response = values["response.p_cr"] + values["response.p_cri"] + values["response.p_early_death"]
     assert response.max() <= 1.0 and response.min() > 0.5
@@ -107,7 +107,7 @@ def test_point_masses_draw_exactly_their_value():
     _, priors = uncertain("post_transplant.relapse_incidence={ normal = [0.17, 0] }",
                           "post_transplant.nrm_incidence={ uniform = [0.1, 0.1] }",
                           "post_transplant.nrm_hr_haplo={ lognormal = [1.3, 0] }")
-    values = priors.values({name: EDGE_UNIFORMS for name in priors.stream_names()})
+    values = priors.values({name: EDGE_UNIFORMS for name in priors.streams()})
     assert (values["post_transplant.relapse_incidence"] == 0.17).all()
     assert (values["post_transplant.nrm_incidence"] == 0.1).all()
     assert (values["post_transplant.nrm_hr_haplo"] == 1.3).all()

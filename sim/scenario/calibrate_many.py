@@ -29,7 +29,7 @@ from scipy import integrate, special
 
 from sim.scenario.calibrate import PostTransplantModel, calibrate, group_weights, rfs, unsolved_model
 from sim.scenario.gvhd_link import AGVHD_WINDOW_DAYS
-from sim.scenario.schema import DAYS_PER_MONTH, Scenario
+from sim.scenario.schema import DAYS_PER_MONTH, Scenario, ScenarioError
 from sim.scenario.waiting import _donor_medians, _donor_shares, _slot_moments, routes, waiting_rates
 
 TOLERANCE = 1e-10           # largest gap between a draw's incidences and its targets
@@ -54,22 +54,25 @@ class Calibrated:
     exact: bool             # True: calibrate() itself (a fallback or the reference), False: the batched solve
 
 
-def calibrate_many(scenarios: list[Scenario], reference: tuple[Scenario, PostTransplantModel] | None = None
-                   ) -> list[Calibrated]:
+def calibrate_many(scenarios: list[Scenario], reference: tuple[Scenario, PostTransplantModel] | None = None,
+                   labels: list[str] | None = None) -> list[Calibrated]:
     """Every scenario's calibrated post-HSCT model and true RFS at its analysis landmark.
 
     reference: a scenario and its exact calibrate() model, for the warm start (and returned as is for any
-    scenario whose post-HSCT inputs and subgroup weights equal it).
+    scenario whose calibration inputs equal it). labels: how a ScenarioError names each scenario.
     """
-    weights = group_weights_many(scenarios)
-    skeletons = [_linked_skeleton(s, w) for s, w in zip(scenarios, weights, strict=True)]
     out: list[Calibrated | None] = [None] * len(scenarios)
     if reference is not None:
         same = calibration_inputs(reference[0])
-        for i, s in enumerate(scenarios):
-            if calibration_inputs(s) == same:
-                out[i] = Calibrated(reference[1], rfs(reference[1], _landmark(s)), True)
-    todo = [i for i, c in enumerate(out) if c is None and _fast_path_handles(scenarios[i], skeletons[i])]
+        matches = [i for i, s in enumerate(scenarios) if calibration_inputs(s) == same]
+        if matches:
+            truth = rfs(reference[1], _landmark(reference[0]))
+            for i in matches:
+                out[i] = Calibrated(reference[1], truth, True)
+    rest = [i for i, c in enumerate(out) if c is None]
+    weights = dict(zip(rest, group_weights_many([scenarios[i] for i in rest]), strict=True))
+    skeletons = {i: _linked_skeleton(scenarios[i], weights[i]) for i in rest}
+    todo = [i for i in rest if _fast_path_handles(scenarios[i], skeletons[i])]
     if todo:
         shift = _warm_start_shift(reference)
         solved = _newton([skeletons[i] for i in todo], np.array([_targets(scenarios[i]) for i in todo]),
@@ -78,7 +81,10 @@ def calibrate_many(scenarios: list[Scenario], reference: tuple[Scenario, PostTra
             out[i] = result
     for i, c in enumerate(out):
         if c is None:                 # not handled, or Newton did not converge: the exact calibration
-            model = calibrate(scenarios[i])
+            try:
+                model = calibrate(scenarios[i])
+            except ScenarioError as exc:
+                raise ScenarioError(f"{labels[i]}: {exc}" if labels else str(exc)) from None
             out[i] = Calibrated(model, rfs(model, _landmark(scenarios[i])), True)
     return out  # type: ignore[return-value]
 

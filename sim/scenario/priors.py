@@ -100,7 +100,10 @@ class Marginal:
         if self.degenerate:
             return np.full(u.shape, self.params[0])
         below, above = float(self.cdf(self.lo)), float(self.cdf(self.hi))
-        x = self._ppf(below + u * (above - below))
+        p = below + u * (above - below)
+        x = self._ppf(p)
+        # scipy's inverse functions can fail (NaN) within about 1e-300 of 0 or 1: the quantile is then the range end.
+        x = np.where(np.isnan(x), np.where(p < 0.5, self.lo, self.hi), x)
         lo = np.nextafter(self.lo, np.inf) if self.open_lo else self.lo
         hi = np.nextafter(self.hi, -np.inf) if self.open_hi else self.hi
         return np.clip(x, lo, hi)
@@ -179,20 +182,23 @@ class Dirichlet:
             return Marginal(key, "uniform", (1.0, 1.0), 0.0, 1.0, written=self.written)
         return Marginal(key, "beta", (c, self.total - c), 0.0, 1.0, written=self.written)
 
-    def values(self, gammas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Components from independent Gamma(count, 1) variates keyed like `stream_names` (normalised)."""
-        total = sum(gammas[name] for name in self.gamma_names())
-        return {key: gammas[key] / total for key in self.keys}
+    @property
+    def stream_name(self) -> str:
+        """The name of the stream its uniforms come from (one stream per Dirichlet)."""
+        return f"{self.section}.{DIRICHLET}"
 
-    def gamma_names(self) -> list[str]:
-        """Names of the gamma variates: each key, and the remainder's when it has a count."""
-        return [*self.keys, *([f"{self.section}.{DIRICHLET}.{REST}"] if self.rest > 0 else [])]
+    @property
+    def variates(self) -> int:
+        """Uniforms per draw: one per key, and one for the remainder when it has a count."""
+        return len(self.keys) + (self.rest > 0)
 
-    def gamma_quantile(self, name: str, u: np.ndarray) -> np.ndarray:
-        """Gamma(count, 1) quantile for one variate (inverse CDF, so draws are reproducible per stream)."""
-        count = self.rest if name.endswith(f".{DIRICHLET}.{REST}") else self.counts[self.keys.index(name)]
-        # A uniform of exactly 0 would give a zero variate; nudge it inside (probability 2^-53).
-        return special.gammaincinv(count, np.maximum(u, np.finfo(float).tiny))
+    def values(self, u: np.ndarray) -> dict[str, np.ndarray]:
+        """Components from uniforms u (draws x variates): independent Gamma(count, 1) variates by inverse CDF
+        (a uniform of exactly 0 nudged inside, probability 2^-53), normalised."""
+        counts = np.array([*self.counts, *([self.rest] if self.rest > 0 else [])])
+        gammas = special.gammaincinv(counts[None, :], np.maximum(np.atleast_2d(u), np.finfo(float).tiny))
+        shares = gammas / gammas.sum(axis=1, keepdims=True)
+        return {key: shares[:, k] for k, key in enumerate(self.keys)}
 
 
 @dataclass(frozen=True)
@@ -224,15 +230,16 @@ class Priors:
         """The point value of every uncertain key (its mean)."""
         return {key: self.marginal(key).mean() for key in self.keys}
 
-    def stream_names(self) -> list[str]:
-        """One uniform per name per replicate: each marginal's key, each Dirichlet variate."""
-        return [m.key for m in self.marginals] + [name for g in self.groups for name in g.gamma_names()]
+    def streams(self) -> dict[str, int]:
+        """Stream name -> uniforms per draw: one stream per distribution (a marginal's key, a Dirichlet's
+        section.dirichlet), so adding or removing one leaves the others' draws unchanged."""
+        return {m.key: 1 for m in self.marginals} | {g.stream_name: g.variates for g in self.groups}
 
     def values(self, uniforms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Draws of every uncertain key from uniforms keyed by stream_names() (arrays over replicates)."""
-        out = {m.key: m.ppf(uniforms[m.key]) for m in self.marginals}
+        """Draws of every uncertain key from uniforms keyed like streams() (draws, or draws x variates)."""
+        out = {m.key: m.ppf(np.asarray(uniforms[m.key]).reshape(-1)) for m in self.marginals}
         for g in self.groups:
-            out |= g.values({name: g.gamma_quantile(name, uniforms[name]) for name in g.gamma_names()})
+            out |= g.values(np.asarray(uniforms[g.stream_name]).reshape(-1, g.variates))
         return out
 
     def spec(self) -> list[dict[str, Any]]:
