@@ -364,20 +364,21 @@ def derived_text(scenario, solved) -> str:
 REPORT_FILES = {"sweep": ("manifest.json", "oc.csv", "power_all_n.csv", "required_n.csv", "flow_expected.csv"),
                 "compare": ("manifest.json", "compare_oc.csv", "compare_required_n.csv", "compare_summary.csv",
                             "compare_differences.csv", "compare_resources.csv", "compare_power.png"),
-                "sensitivity": ("manifest.json", "sensitivity.csv", "tornado.csv", "tornado.png")}
+                "sensitivity": ("manifest.json", "sensitivity.csv", "tornado.csv", "tornado.png"),
+                "assurance": ("manifest.json", "assurance.csv", "importance.csv", "priors.csv")}
 
 
 def report(args: argparse.Namespace) -> int:
-    """(Re)write the HTML report of any results folder: sweep, compare or sensitivity."""
+    """(Re)write the HTML report of any results folder: sweep, compare, sensitivity or assurance."""
     manifest_path = args.out / "manifest.json"
     try:
         command = json.loads(manifest_path.read_text(encoding="utf-8")).get("command")
     except (OSError, ValueError, AttributeError):
-        raise InputError(f"{args.out}: not a results folder of sweep, compare or sensitivity (no readable "
-                         "manifest.json)") from None
+        raise InputError(f"{args.out}: not a results folder of sweep, compare, sensitivity or assurance (no "
+                         "readable manifest.json)") from None
     if command not in REPORT_FILES:
-        raise InputError(f"{args.out}: a results folder of {command!r}; reports exist for sweep, compare and "
-                         "sensitivity")
+        raise InputError(f"{args.out}: a results folder of {command!r}; reports exist for sweep, compare, "
+                         "sensitivity and assurance")
     missing = [name for name in REPORT_FILES[command] if not (args.out / name).is_file()]
     if missing:
         raise InputError(f"{args.out}: incomplete {command} folder (missing {', '.join(missing)}); rerun {command}")
@@ -397,6 +398,10 @@ def write_any_report(out, command: str):
         from sim.report.compare_report import write_compare_report
 
         return write_compare_report(out)
+    if command == "assurance":
+        from sim.report.assurance_report import write_assurance_report
+
+        return write_assurance_report(out)
     from sim.report.sensitivity_report import write_sensitivity_report
 
     return write_sensitivity_report(out)

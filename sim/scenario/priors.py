@@ -244,8 +244,8 @@ class Priors:
 
     def spec(self) -> list[dict[str, Any]]:
         """A plain description (for study identities and manifests)."""
-        return ([{"key": m.key, "family": m.family, "params": list(m.params), "range": [m.lo, m.hi]}
-                 for m in self.marginals]
+        return ([{"key": m.key, "family": m.family, "params": list(m.params), "range": [m.lo, m.hi],
+                  "open": [m.open_lo, m.open_hi]} for m in self.marginals]
                 + [{"dirichlet": g.section, "keys": list(g.keys), "counts": list(g.counts), "rest": g.rest}
                    for g in self.groups])
 
