@@ -76,7 +76,7 @@ def _binomial_power(n: int, rfs: float, p0: float, alpha: float) -> float:
 @pytest.fixture(scope="module")
 def binomial_run(tmp_path_factory):
     a, b = 10.0, 30.0                 # relapse incidence ~ Beta(10, 30): mean 0.25, true RFS 0.75 on average
-    study = _study([*BINOMIAL, f"post_transplant.relapse_incidence={{ beta = [{a}, {b}] }}"], (40, 80), 3000, 11)
+    study = _study([*BINOMIAL, f"post_transplant.relapse_incidence={{ beta = [{a}, {b}] }}"], (40, 80), 2000, 11)
     replicates = run_study(study, tmp_path_factory.mktemp("binomial"), LocalExecutor(2), chunk_size=250,
                            models=point_models(study))
     return study, replicates, (a, b)

@@ -139,8 +139,8 @@ def reference_n(table: pd.DataFrame, targets: tuple[float, ...]) -> int:
 
 
 # Inputs whose schema description reads as a definition rather than a name.
-LABELS = {"accrual.screened_per_site_month": "Patients screened per open site per month (accrual)",
-          "accrual.ramp_up_months": "Months until every site is open (ramp-up)",
+LABELS = {"accrual.screened_per_site_month": "Accrual: patients screened per open site per month",
+          "accrual.ramp_up_months": "Ramp-up: months until every site is open",
           "accrual.screen_fail_prob": "Screen failure"}
 
 

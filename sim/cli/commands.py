@@ -164,6 +164,9 @@ def sweep(args: argparse.Namespace) -> int:
                 f"its null twin, its p1 twin), seed {args.seed}, writing to {args.out}/")
     for s in solved:
         console.say(f"  target: {s.text()}")
+    if priors_text(args):
+        console.say("  note: inputs with distributions run at their means here (run_sim.py describe lists them; "
+                    "run_sim.py assurance averages over them)")
     executor = _executor(args)
     truths: dict[str, dict[str, float]] = {}
 
