@@ -101,6 +101,13 @@ def test_a_key_drawn_by_a_dirichlet_takes_no_other_distribution_or_override():
         uncertain("response.dirichlet={ p_cr = 78, p_cri = 6, rest = 16 }", "response.p_cr={ beta = [1, 1] }")
     with pytest.raises(ScenarioError, match="set that Dirichlet's counts instead"):
         uncertain("response.dirichlet={ p_cr = 78, p_cri = 6, rest = 16 }", "response.p_cr=0.5")
+    # A file's Dirichlet (and a key's distribution) can be removed from the command line.
+    evidence = ROOT / "scenarios" / "evidence.toml"
+    point, priors = load_uncertain(evidence, ["response.dirichlet=none", "response.p_cr=0.8",
+                                              "post_transplant.relapse_incidence=0.2"])
+    assert point.response.p_cr == 0.8 and point.response.p_cri == load_scenario(BASE).response.p_cri
+    assert not {"response.p_cr", "post_transplant.relapse_incidence"} & set(priors.keys)
+    assert "post_transplant.nrm_incidence" in priors.keys
 
 
 def test_point_masses_draw_exactly_their_value():

@@ -42,6 +42,7 @@ from sim.scenario.schema import Scenario, ScenarioError, _field_at, _origin, fie
 OUTSIDE_TOLERANCE = 1e-9
 DIRICHLET = "dirichlet"
 REST = "rest"
+NONE = "none"               # section.dirichlet = "none" removes a Dirichlet a parent file gave
 DESIGN_SECTIONS = ("analysis", "monitoring")
 FAMILIES = ("beta", "beta_mean", "gamma_mean", "lognormal", "uniform", "normal")
 _COMPANION = {"beta_mean": "n", "gamma_mean": "cv"}
@@ -70,14 +71,17 @@ class Marginal:
     def cdf(self, x: np.ndarray | float) -> np.ndarray:
         """Untruncated distribution function."""
         x = np.asarray(x, dtype=float)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return self._cdf(x)
+
+    def _cdf(self, x: np.ndarray) -> np.ndarray:
         f, p = self.family, self.params
         if f == "beta":
             return special.betainc(p[0], p[1], np.clip(x, 0.0, 1.0))
         if f == "gamma":
             return special.gammainc(p[0], np.maximum(x, 0.0) / p[1])
         if f == "lognormal":
-            with np.errstate(divide="ignore"):
-                return special.ndtr(np.log(np.maximum(x, 0.0) / p[0]) / p[1]) if p[1] > 0 else (x >= p[0]) * 1.0
+            return special.ndtr(np.log(np.maximum(x, 0.0) / p[0]) / p[1]) if p[1] > 0 else (x >= p[0]) * 1.0
         if f == "uniform":
             return np.clip((x - p[0]) / (p[1] - p[0]), 0.0, 1.0) if p[1] > p[0] else (x >= p[0]) * 1.0
         return special.ndtr((x - p[0]) / p[1]) if p[1] > 0 else (x >= p[0]) * 1.0
@@ -101,7 +105,8 @@ class Marginal:
             return np.full(u.shape, self.params[0])
         below, above = float(self.cdf(self.lo)), float(self.cdf(self.hi))
         p = below + u * (above - below)
-        x = self._ppf(p)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            x = self._ppf(p)
         # scipy's inverse functions can fail (NaN) within about 1e-300 of 0 or 1: the quantile is then the range end.
         x = np.where(np.isnan(x), np.where(p < 0.5, self.lo, self.hi), x)
         lo = np.nextafter(self.lo, np.inf) if self.open_lo else self.lo
@@ -122,9 +127,11 @@ class Marginal:
             return (p[0] + p[1]) / 2
         if p[1] == 0:
             return p[0]
-        a, b = (self.lo - p[0]) / p[1], (self.hi - p[0]) / p[1]
-        mass = special.ndtr(b) - special.ndtr(a)
-        return float(np.clip(p[0] + p[1] * (_phi(a) - _phi(b)) / mass, self.lo, self.hi))
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):   # an sd near 0 puts the ends at inf
+            a, b = np.float64(self.lo - p[0]) / p[1], np.float64(self.hi - p[0]) / p[1]
+            mass = special.ndtr(b) - special.ndtr(a)
+            shift = p[1] * (_phi(a) - _phi(b)) / mass
+        return float(np.clip(p[0] + (shift if np.isfinite(shift) else 0.0), self.lo, self.hi))
 
     def pdf(self, x: np.ndarray) -> np.ndarray:
         """Density of the truncated distribution (0 outside [lo, hi]), for figures."""
@@ -290,6 +297,8 @@ def _walk(node: dict[str, Any], model: Any, path: tuple[str, ...], origins: dict
           marginals: list[Marginal], groups: list[Dirichlet]) -> None:
     fields = getattr(model, "model_fields", {})
     group_keys: set[str] = set()
+    if node.get(DIRICHLET) == NONE and DIRICHLET not in fields:   # --set section.dirichlet=none: drawn no more
+        node.pop(DIRICHLET)
     if DIRICHLET in node and DIRICHLET not in fields:
         group = _dirichlet(node.pop(DIRICHLET), path, origins, source)
         groups.append(group)
@@ -510,7 +519,9 @@ dirichlet = { p_haplo = 60, p_sibling = 30, p_unrelated = 10 }
 ```
 
 Each component's marginal is Beta(count, total - count). A key drawn by a Dirichlet takes no distribution
-of its own, and `--set` changes the Dirichlet's counts, not one of its keys.
+of its own, and `--set` changes the Dirichlet's counts, not one of its keys; `--set response.dirichlet=none`
+removes a Dirichlet that a scenario file gives (its keys then take their numbers, e.g. those of base.toml). A
+key's own distribution is removed by setting a number, e.g. `--set post_transplant.relapse_incidence=0.17`.
 
 Rules:
 
