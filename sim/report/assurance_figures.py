@@ -65,13 +65,13 @@ def priors_figure(priors: Priors, keys: list[str], labels: dict[str, str], draws
         lo, hi = m.ppf(np.array([0.0005, 0.9995]))
         pad = (hi - lo) * 0.05 or abs(lo) * 0.05 or 0.01
         x = np.linspace(max(lo - pad, m.lo), min(hi + pad, m.hi), 400)
-        if draws is not None and f"draw:{key}" in draws:
-            ax.hist(draws[f"draw:{key}"], bins=40, density=True, color="#c9d6ea", edgecolor="none",
-                    label="values drawn")
-        if not m.degenerate:
-            ax.plot(x, m.pdf(x), color="#34568b", lw=1.5, label="distribution")
         a, b = m.interval()
-        ax.axvspan(a, b, color="#f4e3b5", alpha=0.5, lw=0, label="90% interval")
+        ax.axvspan(a, b, color="#f4e3b5", alpha=0.6, lw=0, label="90% interval", zorder=0)
+        if draws is not None and f"draw:{key}" in draws:
+            ax.hist(draws[f"draw:{key}"], bins=40, density=True, color="#9bb7dd", alpha=0.7, edgecolor="none",
+                    label="values drawn", zorder=1)
+        if not m.degenerate:
+            ax.plot(x, m.pdf(x), color="#34568b", lw=1.5, label="distribution", zorder=2)
         ax.axvline(m.mean(), color="black", lw=1, ls="--", label=f"mean {m.mean():.3g}")
         ax.set_title(_wrap(labels.get(key, key), 48), fontsize=8.5)
         ax.set_xlabel(f"{key}\n{m.written}", fontsize=7)
