@@ -104,3 +104,17 @@ def test_killing_a_worker_mid_run_still_gives_identical_results(cluster, tmp_pat
     assert local.returncode == 0, local.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "replicates.parquet"),
                                   pd.read_parquet(tmp_path / "dask" / "replicates.parquet"))
+
+
+def test_assurance_on_dask_equals_the_local_run(cluster, tmp_path):
+    address, _ = cluster
+    common = [sys.executable, "run_sim.py", "assurance", "--n", "20", "40", "--reps", "30", "--seed", "6",
+              "--chunk-size", "7", "--quiet"]
+    local = subprocess.run([*common, "--jobs", "1", "--out", str(tmp_path / "local")], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert local.returncode == 0, local.stderr
+    remote = subprocess.run([*common, "--backend", "dask", "--scheduler", address, "--out", str(tmp_path / "dask")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert remote.returncode == 0, remote.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "local" / "replicates.parquet"),
+                                  pd.read_parquet(tmp_path / "dask" / "replicates.parquet"))

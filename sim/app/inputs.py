@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sim.scenario.calibrate import mrd_negative_before_hsct
-from sim.scenario.schema import InputError, Scenario, ScenarioError, load_scenario, parse_override, scenario_files
+from sim.scenario.schema import InputError, Scenario, ScenarioError, load_scenario, parse_override
+from sim.scenario.sources import key_sources, line_comments, split_comment  # noqa: F401 - the explorer's API
 from sim.study.targets import TARGETS
 
 
@@ -254,43 +255,6 @@ def _placed(message: str, scenario: Scenario, items: list[str]) -> dict[str, str
 
 
 # --------------------------------------------------------------------------- sources (the TOML comments)
-
-
-def key_sources(path: Path) -> dict[str, tuple[str, str]]:
-    """Dotted key -> (file name, the comment on its line), from the file and every file it extends
-    (the file that sets the value wins)."""
-    sources: dict[str, tuple[str, str]] = {}
-    for file, text in reversed(list(scenario_files(path).items())):
-        sources |= {key: (Path(file).name, comment) for key, comment in line_comments(text).items()}
-    return sources
-
-
-def line_comments(text: str) -> dict[str, str]:
-    """Dotted key -> the comment after its value on the same line ('' when none), for a TOML text."""
-    found, section = {}, ""
-    for raw in text.splitlines():
-        code, comment = split_comment(raw)
-        line = code.strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = line.strip("[]").strip() + "."
-        elif "=" in line:
-            key = line.split("=", 1)[0].strip().strip('"')
-            found[section + key] = comment
-    return found
-
-
-def split_comment(line: str) -> tuple[str, str]:
-    """(code, comment) of one TOML line, a '#' inside a string not counting."""
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#":
-            return line[:i], line[i + 1:].strip()
-    return line, ""
 
 
 def control_source(control: Control, scenario: Scenario, sources: dict[str, tuple[str, str]]) -> str:

@@ -200,6 +200,9 @@ def sweep(args: argparse.Namespace) -> int:
                 f"its null twin, its p1 twin), seed {args.seed}, writing to {args.out}/")
     for s in solved:
         console.say(f"  target: {s.text()}")
+    if priors_text(args):
+        console.say("  note: inputs with distributions run at their means here (run_sim.py describe lists them; "
+                    "run_sim.py assurance averages over them)")
     executor = _executor(args)
     truths: dict[str, dict[str, float]] = {}
 
@@ -372,6 +375,7 @@ def describe(args: argparse.Namespace) -> int:
           f"{mean_days_to_hsct(scenario) / DAYS_PER_MONTH:.1f} months from enrollment to HSCT\n")
     print(derived_text(scenario, solved))
     print(rules_text(scenario, args.n))
+    print(priors_text(args))
     acc = scenario.accrual
     full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
     print(f"Accrual: {full:.2f} enrolled/month once all {acc.n_sites} sites are open "
@@ -409,6 +413,18 @@ def rules_text(scenario, n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def priors_text(args: argparse.Namespace) -> str:
+    """The scenario's uncertain inputs, each with its mean (the value used above) and 90% interval; '' when none."""
+    from sim.scenario.priors import load_uncertain
+    from sim.study.targets import split_targets
+
+    _, priors = load_uncertain(args.scenario, split_targets(args.overrides)[0])
+    if not priors:
+        return ""
+    lines = ["Uncertain inputs (the values above use their means; run_sim.py assurance averages over them):"]
+    return "\n".join(lines + [f"  {line}" for line in priors.describe()]) + "\n"
+
+
 def derived_text(scenario, solved) -> str:
     """The quantities a committee speaks in, each settable with --set target.NAME=VALUE, and any targets reached."""
     from sim.study.targets import PREFIX, TARGETS
@@ -424,20 +440,21 @@ def derived_text(scenario, solved) -> str:
 REPORT_FILES = {"sweep": ("manifest.json", "oc.csv", "power_all_n.csv", "required_n.csv", "flow_expected.csv"),
                 "compare": ("manifest.json", "compare_oc.csv", "compare_required_n.csv", "compare_summary.csv",
                             "compare_differences.csv", "compare_resources.csv", "compare_power.png"),
-                "sensitivity": ("manifest.json", "sensitivity.csv", "tornado.csv", "tornado.png")}
+                "sensitivity": ("manifest.json", "sensitivity.csv", "tornado.csv", "tornado.png"),
+                "assurance": ("manifest.json", "assurance.csv", "importance.csv", "priors.csv")}
 
 
 def report(args: argparse.Namespace) -> int:
-    """(Re)write the HTML report of any results folder: sweep, compare or sensitivity."""
+    """(Re)write the HTML report of any results folder: sweep, compare, sensitivity or assurance."""
     manifest_path = args.out / "manifest.json"
     try:
         command = json.loads(manifest_path.read_text(encoding="utf-8")).get("command")
     except (OSError, ValueError, AttributeError):
-        raise InputError(f"{args.out}: not a results folder of sweep, compare or sensitivity (no readable "
-                         "manifest.json)") from None
+        raise InputError(f"{args.out}: not a results folder of sweep, compare, sensitivity or assurance (no "
+                         "readable manifest.json)") from None
     if command not in REPORT_FILES:
-        raise InputError(f"{args.out}: a results folder of {command!r}; reports exist for sweep, compare and "
-                         "sensitivity")
+        raise InputError(f"{args.out}: a results folder of {command!r}; reports exist for sweep, compare, "
+                         "sensitivity and assurance")
     missing = [name for name in REPORT_FILES[command] if not (args.out / name).is_file()]
     if missing:
         raise InputError(f"{args.out}: incomplete {command} folder (missing {', '.join(missing)}); rerun {command}")
@@ -457,6 +474,10 @@ def write_any_report(out, command: str):
         from sim.report.compare_report import write_compare_report
 
         return write_compare_report(out)
+    if command == "assurance":
+        from sim.report.assurance_report import write_assurance_report
+
+        return write_assurance_report(out)
     from sim.report.sensitivity_report import write_sensitivity_report
 
     return write_sensitivity_report(out)

@@ -1,7 +1,7 @@
 """Command line of run_sim.py: the argument parser and its checks; the work is in commands.py.
 
-Commands: sweep (the default), trial, compare, sensitivity, describe, design, report, explore, docs. Bad arguments
-exit with status 2 before anything is written; so does bad input found by a command, with one
+Commands: sweep (the default), trial, compare, sensitivity, assurance, describe, design, report, explore,
+docs. Bad arguments exit with status 2 before anything is written; so does bad input found by a command, with one
 message per problem naming the file (or --set override), the key, the value and what is allowed.
 """
 
@@ -73,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     _study_args(sensitivity, n_default=[60], reps=1000, endpoints="primary", out="results/sensitivity")
     sensitivity.set_defaults(command=_lazy("whatif_commands", "sensitivity"))
 
+    assurance = sub.add_parser("assurance", help="probability of success over uncertain inputs (distributions in "
+                                                 "the scenario) and which assumption it hangs on")
+    _scenario_args(assurance, default="scenarios/evidence.toml")
+    _study_args(assurance, n_default=list(range(20, 101, 10)), reps=2000, endpoints=None, out="results/assurance")
+    assurance.add_argument("--at-n", type=_positive_int, metavar="N", help="sample size of the ranking and the "
+                           "headline (default: the smallest grid n whose power at the central values reaches the "
+                           "first --target-power)")
+    assurance.set_defaults(command=_lazy("assurance_commands", "assurance"))
+
     describe = sub.add_parser("describe", help="what a scenario implies, without simulating (under a second)")
     _scenario_args(describe)
     describe.add_argument("--n", type=_positive_int, default=60, help="enrollment for the accrual time (default 60)")
@@ -114,8 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     table.set_defaults(command=_lazy("design_commands", "stopping_table"), design="boundary")
 
     report = sub.add_parser("report", help="(re)write the HTML report of a results folder (sweep, compare, "
-                                           "sensitivity)")
-    report.add_argument("out", type=Path, help="a folder written by sweep, compare or sensitivity")
+                                           "sensitivity, assurance)")
+    report.add_argument("out", type=Path, help="a folder written by sweep, compare, sensitivity or assurance")
     report.add_argument("--pdf", action="store_true", help="also print it to report.pdf with headless Chromium")
     report.set_defaults(command=commands.report)
 
@@ -150,7 +159,8 @@ def _lazy(module: str, name: str):
     return run
 
 
-def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int, endpoints: str, out: str) -> None:
+def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int, endpoints: str | None, out: str
+                ) -> None:
     spec = f"{n_default[0]}:{n_default[-1]}:{n_default[1] - n_default[0]}" if len(n_default) > 1 else str(n_default[0])
     parser.add_argument("--n", nargs="+", type=_n_spec, default=[n_default], metavar="N",
                         help=f"sample sizes: START:STOP:STEP (inclusive) and/or single values (default {spec})")
@@ -164,9 +174,10 @@ def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int
                              "slurm, pbs, sge: start workers as batch jobs (dask-jobqueue, see below)")
     parser.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     _cluster_args(parser)
-    parser.add_argument("--endpoints", choices=("primary", "all"), default=endpoints,
-                        help=f"primary: primary and ITT only (fastest); all: every secondary endpoint too "
-                             f"(default {endpoints})")
+    if endpoints is not None:
+        parser.add_argument("--endpoints", choices=("primary", "all"), default=endpoints,
+                            help=f"primary: primary and ITT only (fastest); all: every secondary endpoint too "
+                                 f"(default {endpoints})")
     parser.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
     parser.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default {out})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
@@ -214,8 +225,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _scenario_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", default=DEFAULT_SCENARIO, help=f"scenario TOML file (default {DEFAULT_SCENARIO})")
+def _scenario_args(parser: argparse.ArgumentParser, default: str = DEFAULT_SCENARIO) -> None:
+    parser.add_argument("--scenario", default=default, help=f"scenario TOML file (default {default})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one scenario value (repeatable), e.g. --set donor.p_no_donor=0.3")
 

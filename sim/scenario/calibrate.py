@@ -80,10 +80,26 @@ class PostTransplantModel:
 def calibrate(scenario: Scenario) -> PostTransplantModel:
     """Solve the post-HSCT hazards that reproduce the scenario's landmark incidences."""
     pt = scenario.post_transplant
+    model = unsolved_model(scenario)
+    a_rel, a_nrm = _solve_competing(model, pt.relapse_incidence, pt.nrm_incidence)
+    model = replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=a_nrm)
+    model = replace(model, agvhd_rate=_solve_agvhd(model, pt.agvhd_2_4_day100))
+    model = replace(model, cgvhd_rate=_solve_cgvhd(model, pt.cgvhd_incidence))
+    if pt.nrm_hr_agvhd_3_4 == 1.0 and pt.nrm_hr_cgvhd_systemic == 1.0:
+        return model
+    # GVHD raises NRM: start from the unlinked solution and solve the four hazards jointly.
+    linked = replace(model, nrm_hr_agvhd34=pt.nrm_hr_agvhd_3_4, nrm_hr_cgvhd=pt.nrm_hr_cgvhd_systemic)
+    return _solve_linked(linked, (pt.relapse_incidence, pt.nrm_incidence, pt.agvhd_2_4_day100, pt.cgvhd_incidence))
+
+
+def unsolved_model(scenario: Scenario, weights: np.ndarray | None = None) -> PostTransplantModel:
+    """The scenario's post-HSCT model before solving: subgroup weights (group_weights unless given), hazard
+    ratios, shapes and the rates set directly; the four calibrated quantities 0 and the GVHD link off."""
+    pt = scenario.post_transplant
     tau = pt.incidence_landmark_months * DAYS_PER_MONTH
-    model = PostTransplantModel(
+    return PostTransplantModel(
         tau_days=tau,
-        weights=group_weights(scenario),
+        weights=group_weights(scenario) if weights is None else weights,
         relapse_hr=np.tile([1.0, pt.relapse_hr_mrd_positive], 3),
         nrm_hr=np.repeat([pt.nrm_hr_haplo, 1.0, pt.nrm_hr_unrelated], 2),
         relapse_cumhaz=0.0,
@@ -99,15 +115,6 @@ def calibrate(scenario: Scenario) -> PostTransplantModel:
         ltfu_rate=-np.log1p(-pt.ltfu_prob) / tau,
         horizon_days=pt.horizon_months * DAYS_PER_MONTH,
     )
-    a_rel, a_nrm = _solve_competing(model, pt.relapse_incidence, pt.nrm_incidence)
-    model = replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=a_nrm)
-    model = replace(model, agvhd_rate=_solve_agvhd(model, pt.agvhd_2_4_day100))
-    model = replace(model, cgvhd_rate=_solve_cgvhd(model, pt.cgvhd_incidence))
-    if pt.nrm_hr_agvhd_3_4 == 1.0 and pt.nrm_hr_cgvhd_systemic == 1.0:
-        return model
-    # GVHD raises NRM: start from the unlinked solution and solve the four hazards jointly.
-    linked = replace(model, nrm_hr_agvhd34=pt.nrm_hr_agvhd_3_4, nrm_hr_cgvhd=pt.nrm_hr_cgvhd_systemic)
-    return _solve_linked(linked, (pt.relapse_incidence, pt.nrm_incidence, pt.agvhd_2_4_day100, pt.cgvhd_incidence))
 
 
 _LINKED_UNKNOWNS = ("relapse_cumhaz", "nrm_cumhaz", "agvhd_rate", "cgvhd_rate")

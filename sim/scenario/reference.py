@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sim.scenario.priors import REFERENCE as PRIORS_REFERENCE
 from sim.scenario.schema import Scenario, field_range, load_scenario
 
 BASE_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "base.toml"
@@ -32,6 +33,7 @@ def scenario_reference() -> str:
     defaults = load_scenario(BASE_SCENARIO).model_dump()
     parts = [_INTRO]
     parts += _section_tables(Scenario, (), defaults)
+    parts.append(PRIORS_REFERENCE)
     return "\n".join(parts)
 
 

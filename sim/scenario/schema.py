@@ -488,7 +488,21 @@ class Scenario(_Section):
 
 
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
-    """Read a scenario file (following `extends`), apply `section.key=value` overrides, validate."""
+    """Read a scenario file (following `extends`), apply `section.key=value` overrides, validate.
+
+    A distribution given instead of a number (sim/scenario/priors.py) is replaced by its mean.
+    """
+    from sim.scenario.priors import split_priors  # priors.py reads this module's schema
+
+    data, origins = scenario_data(path, overrides)
+    point, _ = split_priors(data, origins, str(path))
+    return _validate(point, origins, str(path))
+
+
+def scenario_data(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any],
+                                                                                           dict[str, str]]:
+    """The merged TOML dict of a scenario file and its `extends` chain with the overrides applied, and the
+    override behind each key it sets (for messages); not validated."""
     path = Path(path)
     data = _read_with_extends(path, ())
     data.pop("extends", None)
@@ -497,7 +511,7 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         key, value = parse_override(item)
         _set_dotted(data, key, value)
         origins[key] = f"--set {item}"
-    return _validate(data, origins, str(path))
+    return data, origins
 
 
 def scenario_files(path: str | Path) -> dict[str, str]:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from sim.scenario.calibrate import PostTransplantModel
 from sim.scenario.schema import InputError
-from sim.study.runner import ChunkResult, Study, simulate_chunk
+from sim.study.runner import ChunkResult, Study
 
 
 def _chunk_task(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int) -> ChunkResult:
-    return start, stop, simulate_chunk(study, models, start, stop)
+    return start, stop, study.chunk(models, start, stop)
 
 
 class LocalExecutor:

@@ -61,6 +61,10 @@ class Study:
         return {"scenario": self.scenario.model_dump(), "ns": list(self.ns), "seed": self.seed,
                 "endpoints": self.endpoints, "arms": list(self.arms)}
 
+    def chunk(self, models: dict[str, PostTransplantModel], start: int, stop: int) -> dict[str, np.ndarray]:
+        """The rows of replicates start..stop-1 (what executors run; other studies, e.g. assurance, have their own)."""
+        return simulate_chunk(self, models, start, stop)
+
 
 def arm_models(scenario: Scenario) -> dict[str, PostTransplantModel]:
     """Post-HSCT hazards of each arm: the scenario as given, its null twin (true RFS at the landmark
