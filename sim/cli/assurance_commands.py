@@ -17,6 +17,7 @@ import pandas as pd
 
 from sim.cli.commands import _calibrated, _close, _csv, _executor, _grid_text, _maybe_pdf, _with_overrides
 from sim.cli.console import Console
+from sim.model.monitoring import any_enabled
 from sim.scenario.schema import InputError, key_label, scenario_files
 from sim.study.provenance import (
     code_version,
@@ -58,6 +59,10 @@ def assurance(args: argparse.Namespace) -> int:
                          "equals power (run_sim.py sweep); give uncertain inputs distributions, e.g. "
                          "--set 'post_transplant.relapse_incidence={ beta_mean = 0.17, n = 60 }' (scenarios/README.md, "
                          "'Uncertain inputs'; scenarios/evidence.toml)")
+    if any_enabled(point.monitoring):
+        raise InputError(f"{args.scenario}{_with_overrides(args.overrides)}: interim monitoring rules are enabled; "
+                         "assurance is computed for the design without them (run_sim.py sweep gives the design's "
+                         "characteristics with its rules): set monitoring.<rule>.enabled=false")
     ns = tuple(sorted({n for spec in args.n for n in spec}))
     if args.at_n is not None and args.at_n not in ns:
         raise InputError(f"--at-n {args.at_n}: not in the n grid ({_grid_text(ns)})")
