@@ -339,9 +339,95 @@ def test_landmark_before_cgvhd_onset_names_the_landmark_key_and_values() -> None
     assert "90" in message, message
 
 
-def test_unknown_section_from_set_override_is_refused_naming_the_section() -> None:
+def test_unknown_section_from_set_override_is_refused_naming_the_whole_key() -> None:
     message = scenario_error(BASE, ["foo.bar=1"])
-    assert "foo: unknown key" in message
+    assert message.startswith("--set foo.bar=1: foo.bar: unknown section 'foo'"), message
+
+
+@pytest.mark.parametrize(("item", "suggestion"), [
+    ("response.p_ccr=0.9", "did you mean p_cr?"),
+    ("analysis.landmark=18", "did you mean landmark_months?"),
+    ("analysis.p_cr=0.9", "did you mean response.p_cr?"),           # a real key in the wrong section
+    ("donor.haplo=1", "did you mean p_haplo?"),
+])
+def test_unknown_key_suggests_the_closest_allowed_key(item: str, suggestion: str) -> None:
+    message = scenario_error(BASE, [item])
+    assert message.startswith(f"--set {item}: {item.split('=')[0]}: unknown key"), message
+    assert suggestion in message, message
+
+
+def test_typo_in_file_suggests_the_closest_key(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, mutate(BASE_DATA, {"response.p_cr": DELETE, "response.p_ccr": 0.8}))
+    message = scenario_error(path)
+    assert f"{path}: response.p_ccr: unknown key 'p_ccr' (did you mean p_cr?)" in message, message
+
+
+def test_duplicate_key_is_refused_naming_the_key_and_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "twice.toml"
+    path.write_text('extends = "base.toml"\n\n[donor]\np_no_donor = 0.1\np_haplo = 0.5\np_no_donor = 0.2\n',
+                    encoding="utf-8")
+    message = scenario_error(path)
+    assert message == (f"{path}: not valid TOML: donor.p_no_donor is given twice (line 4 and line 6); each key may "
+                       "appear only once in a table: keep one of them"), message
+
+
+def test_duplicate_table_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "twice.toml"
+    path.write_text('[donor]\np_no_donor = 0.1\n\n[donor]\np_haplo = 0.5\n', encoding="utf-8")
+    assert "[donor] is given twice (line 1 and line 4)" in scenario_error(path)
+
+
+def test_file_not_in_utf8_is_refused_with_line_and_column_without_codec_jargon(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "base"\ndescription = "Patients \u00e2g\u00e9s"\n'.encode("latin-1"))
+    message = scenario_error(path)
+    assert message.startswith(f"{path}: not a text file in UTF-8: the character at line 2, column 25"), message
+    assert "codec" not in message and "0x" not in message and "position" not in message
+
+
+def test_utf8_file_with_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.read_bytes())
+    assert load_scenario(path).model_dump() == BASE_DATA
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", 'name = "mine"\n[donor]\np_no_donor = 0.2\n'])
+def test_file_missing_most_sections_suggests_extends(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(text, encoding="utf-8")
+    message = scenario_error(path)
+    assert "a scenario usually starts with extends = " in message, message
+
+
+def test_extends_hint_names_base_toml_beside_the_library(tmp_path: Path) -> None:
+    path = BASE.parent / f"zz-empty-{tmp_path.name}.toml"
+    try:
+        path.write_text("", encoding="utf-8")
+        assert "extends = 'base.toml'" in scenario_error(path)
+    finally:
+        path.unlink()
+
+
+def test_one_missing_section_gives_no_extends_hint(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, mutate(BASE_DATA, {"donor": DELETE}))
+    assert "extends" not in scenario_error(path)
+
+
+@pytest.mark.parametrize("where", ["scenario", "extends"])
+def test_symbolic_link_loop_is_refused_naming_the_file(tmp_path: Path, where: str) -> None:
+    (tmp_path / "a.toml").symlink_to("b.toml")
+    (tmp_path / "b.toml").symlink_to("a.toml")
+    path = tmp_path / "a.toml"
+    if where == "extends":
+        path = tmp_path / "child.toml"
+        path.write_text('extends = "a.toml"\n', encoding="utf-8")
+    message = scenario_error(path)
+    assert "a.toml: a symbolic link that leads back to itself (a link loop)" in message, message
+    assert message.startswith(str(path)), message
+
+
+def test_folder_or_unreadable_scenario_is_refused_naming_it(tmp_path: Path) -> None:
+    assert scenario_error(tmp_path) == f"{tmp_path}: is a folder, not a scenario file"
 
 
 @pytest.mark.parametrize(("key", "fragments"), [case[1:] for case in MISSING], ids=[c[0] for c in MISSING])
@@ -516,13 +602,21 @@ def test_cli_invalid_file_exits_2_naming_file_and_key_and_writes_nothing(
     assert_nothing_written(out)
 
 
-@pytest.mark.parametrize("kind", ["invalid-toml", "missing-file", "extends-cycle", "missing-parent"])
+@pytest.mark.parametrize("kind", ["invalid-toml", "missing-file", "extends-cycle", "missing-parent", "link-loop",
+                                  "not-utf8", "duplicate-key"])
 def test_cli_unreadable_scenario_exits_2_and_writes_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
     path = tmp_path / "scenario.toml"
     expected = {"invalid-toml": "not valid TOML", "missing-file": "no such scenario file",
-                "extends-cycle": "cycle", "missing-parent": "parent.toml"}[kind]
-    if kind == "invalid-toml":
+                "extends-cycle": "cycle", "missing-parent": "parent.toml", "link-loop": "link loop",
+                "not-utf8": "not a text file in UTF-8", "duplicate-key": "name is given twice"}[kind]
+    if kind == "link-loop":
+        path.symlink_to(path.name)
+    elif kind == "not-utf8":
+        path.write_bytes(b'name = "\xff"\n')
+    elif kind == "duplicate-key":
+        path.write_text('name = "a"\nname = "b"\n', encoding="utf-8")
+    elif kind == "invalid-toml":
         path.write_text("[donor\np_no_donor = 0.1\n", encoding="utf-8")
     elif kind == "extends-cycle":
         path.write_text('extends = "scenario.toml"\n', encoding="utf-8")
