@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from scipy import integrate, optimize
+from support import toml_dumps, toml_value
 
 from sim.analysis.datasets import patients_table
 from sim.cli import parser as cli
@@ -44,58 +45,6 @@ DELETE = object()  # marks a key to remove in `mutate`
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def toml_string(text: str) -> str:
-    """A TOML basic string (quotes, backslashes and control characters escaped)."""
-    out = []
-    for char in text:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else toml_string(key)
-
-
-def toml_value(value: Any) -> str:
-    """One TOML value: bool, int, float (incl. nan/inf), str, array or inline table."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def toml_dumps(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> str:
-    """A document: the table's plain keys, then one [header] per sub-table (empty tables included)."""
-    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for key, value in data.items():
-        if isinstance(value, dict):
-            path = (*prefix, key)
-            lines.append("\n[" + ".".join(toml_key(part) for part in path) + "]")
-            lines.append(toml_dumps(value, path))
-    return "\n".join(lines) + "\n"
 
 
 def mutate(data: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -237,7 +186,7 @@ INVALID = [
     ("string-for-number", {"induction.p_death": "high"},
      ["induction.p_death = 'high'", "valid number", "number >= 0.0 and <= 1.0"]),
     ("bool-for-number", {"accrual.screened_per_site_month": True},
-     ["accrual.screened_per_site_month = True", "valid number", "number > 0.0"]),
+     ["accrual.screened_per_site_month = True", "valid number", "number >= 0.001"]),
     ("bool-for-integer", {"accrual.n_sites": True}, ["accrual.n_sites = True", "integer >= 1 and <= 500"]),
     ("float-for-integer", {"transplant.slots": 2.5}, ["transplant.slots = 2.5", "integer >= 1 and <= 1000"]),
     ("number-for-string", {"consolidation.cycle1.regimen": 3},
@@ -250,9 +199,9 @@ INVALID = [
      ["consolidation.cycle2.p_delay = 2.0", "<= 1.0"]),
     ("nan", {"induction.p_death": math.nan}, ["induction.p_death = nan", "finite"]),
     ("inf", {"transplant.slot_days": math.inf}, ["transplant.slot_days = inf", "finite"]),
-    ("zero-duration", {"induction.duration_days": 0}, ["induction.duration_days = 0", "number > 0.0"]),
+    ("zero-duration", {"induction.duration_days": 0}, ["induction.duration_days = 0", "number >= 0.01"]),
     ("negative-duration", {"consolidation.cycle1.length_days": -1},
-     ["consolidation.cycle1.length_days = -1", "number > 0.0"]),
+     ["consolidation.cycle1.length_days = -1", "number >= 0.01"]),
     ("section-replaced-by-value", {"induction": 5}, ["induction = 5", "a table"]),
     ("response-sum-above-1", {"response.p_cr": 0.95},
      ["response.p_cr + response.p_cri + response.p_early_death = 1.03", "<= 1"]),
@@ -479,7 +428,8 @@ def test_missing_file_is_refused_naming_it(tmp_path: Path) -> None:
     ["consolidation.cycle1.p_death=1", "consolidation.cycle1.p_relapse=0"],
     ["mrd.mfc.p_negative_after_induction=1", "mrd.mfc.p_lose_negativity=1"],
     ["transplant.p_refusal=1"],
-    ["post_transplant.relapse_incidence=0", "post_transplant.nrm_incidence=0"],
+    ["post_transplant.relapse_incidence=0", "post_transplant.nrm_incidence=1e-6"],
+    ["post_transplant.relapse_incidence=1e-6", "post_transplant.nrm_incidence=0"],
     ["post_transplant.agvhd_2_4_day100=1", "post_transplant.agvhd_3_4_day100=1"],
     ["post_transplant.agvhd_2_4_day100=0", "post_transplant.agvhd_3_4_day100=0"],
     ["accrual.ramp_up_months=0", "consolidation.start_gap_days=0", "mrd.mfc.turnaround_days=0"],
@@ -489,6 +439,21 @@ def test_boundary_values_0_and_1_are_accepted_where_the_schema_allows(items: lis
     for item in items:
         key, value = item.split("=")
         assert lookup(scenario.model_dump(), key) == float(value)
+
+
+@pytest.mark.parametrize("command", ["trial", "sweep", "describe"])
+def test_no_post_transplant_risk_at_all_is_refused_by_every_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    # Regression: trial ran this scenario while sweep and describe refused it (no null twin to scale).
+    out = tmp_path / "out"
+    argv = [command, "--set", "post_transplant.relapse_incidence=0", "--set", "post_transplant.nrm_incidence=0"]
+    argv += {"trial": ["--n", "5", "--out", str(out)], "describe": [],
+             "sweep": ["--n", "5", "--reps", "2", "--jobs", "1", "--quiet", "--out", str(out)]}[command]
+    status, stdout, stderr = run_cli(argv, capsys)
+    assert status == 2 and stdout == ""
+    assert "post_transplant.relapse_incidence + post_transplant.nrm_incidence = 0; must be at least 1e-06" in stderr
+    assert "--set post_transplant" in stderr and "null twin" in stderr
+    assert_nothing_written(out)
 
 
 def test_degenerate_scenario_simulates_the_certain_outcome() -> None:

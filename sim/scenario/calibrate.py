@@ -172,6 +172,7 @@ def _solve_competing(model: PostTransplantModel, r: float, m: float) -> tuple[fl
     relapse hazard (outer solve). Robust at the bounds (r or m = 0) and near r + m = 1.
     """
     tau = model.tau_days
+    reached = [0.0]  # the largest relapse incidence reproduced together with NRM = m (for the message)
 
     def nrm_for(a_rel: float) -> float:
         if m == 0:
@@ -179,46 +180,71 @@ def _solve_competing(model: PostTransplantModel, r: float, m: float) -> tuple[fl
         return _increasing_root(lambda b: nrm_incidence(replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=b), tau), m,
                                 "nrm_incidence")
 
+    def relapse_at(a: float) -> float:
+        try:
+            b = nrm_for(a)
+        except ScenarioError:
+            # Beside this much relapse hazard no NRM hazard reaches m: a is too large (treated as overshooting r).
+            return 1.0
+        value = relapse_incidence(replace(model, relapse_cumhaz=a, nrm_cumhaz=b), tau)
+        reached[0] = max(reached[0], value)
+        return value
+
     if r == 0:
         a_rel = 0.0
     else:
-        a_rel = _increasing_root(
-            lambda a: relapse_incidence(replace(model, relapse_cumhaz=a, nrm_cumhaz=nrm_for(a)), tau), r,
-            "relapse_incidence")
-    a_nrm = nrm_for(a_rel)
+        nrm_for(0.0)  # NRM = m must be reachable without relapse, else no relapse hazard helps
+        a_rel = _increasing_root(relapse_at, r, "relapse_incidence",
+                                 limit=f" together with post_transplant.nrm_incidence = {m}")
+    try:
+        a_nrm = nrm_for(a_rel)
+    except ScenarioError:
+        a_nrm = np.inf
     fitted = replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=a_nrm)
     gap = max(abs(relapse_incidence(fitted, tau) - r), abs(nrm_incidence(fitted, tau) - m))
     if not np.isfinite(gap) or gap > 1e-8:
         raise ScenarioError(
             f"post_transplant.relapse_incidence = {r} and post_transplant.nrm_incidence = {m}: no hazards "
-            f"reproduce both with these hazard ratios and shapes ({_SHAPE_KEYS})")
+            f"reproduce both with these hazard ratios and shapes ({_SHAPE_KEYS}); together with this NRM incidence "
+            f"the relapse incidence can be at most about {reached[0]:.6g} (hazards this steep need numbers beyond "
+            "floating point)")
     return a_rel, a_nrm
 
 
-def _increasing_root(f, target: float, key: str, hi: float = 1.0, max_doublings: int = 200) -> float:
-    """x >= 0 with f(x) = target for f increasing from f(0); ScenarioError naming `key` if none is found."""
+def _increasing_root(f, target: float, key: str, hi: float = 1.0, max_doublings: int = 200, limit: str = "") -> float:
+    """x >= 0 with f(x) = target for f increasing from f(0); ScenarioError naming `key` and the largest value of
+    f reached (within floating point) if none is found."""
+    best = -np.inf
     for _ in range(max_doublings):
         value = f(hi)
         if not np.isfinite(value):
             break
         if value >= target:
             return float(optimize.brentq(lambda x: f(x) - target, 0.0, hi, xtol=1e-15, rtol=1e-15, maxiter=500))
+        best = max(best, value)
         hi *= 2.0
-    raise ScenarioError(f"post_transplant.{key} = {target}: no hazard reproduces this incidence with these "
-                        f"hazard ratios and shapes ({_SHAPE_KEYS})")
+    reached = f"at most {best:.6g} can be reproduced" if np.isfinite(best) else "no value can be reproduced"
+    raise ScenarioError(f"post_transplant.{key} = {target}: {reached}{limit} with these hazard ratios and shapes "
+                        f"({_SHAPE_KEYS}); larger values would need hazards beyond floating point")
+
+
+CGVHD_LIMIT = ("at most the share of transplanted patients alive without relapse on "
+               "post_transplant.cgvhd_onset_min_days, which relapse_incidence, nrm_incidence and the shapes and "
+               "hazard ratios set")
 
 
 def _solve_rate(cif_at_rate, target: float, maximum: float, key: str) -> float:
     if target == 0:
         return 0.0
     if target > maximum - 1e-12:
-        if target >= 1.0 and maximum >= 1.0 - 1e-12:
-            return float("inf")
+        if target <= maximum + 1e-12:
+            return float("inf")  # the supremum itself (within 1e-12): onset at the earliest day for everyone
         raise ScenarioError(
-            f"post_transplant.{key} = {target}: at most {maximum:.4f} is achievable given relapse and death "
-            "before GVHD onset (post_transplant.relapse_incidence, post_transplant.nrm_incidence, "
-            "post_transplant.cgvhd_onset_min_days)")
-    return _increasing_root(cif_at_rate, target, key, hi=1e-3, max_doublings=400)
+            f"post_transplant.{key} = {target}: at most {maximum:.4f} is achievable: chronic GVHD is recorded "
+            "only before relapse and death, so its incidence is " + CGVHD_LIMIT + "; lower it, or "
+            "post_transplant.cgvhd_onset_min_days, post_transplant.relapse_incidence or post_transplant.nrm_incidence")
+    # Up to 1100 doublings: a target near its supremum may need a rate near the largest float.
+    return _increasing_root(cif_at_rate, target, key, hi=1e-3, max_doublings=1100)
 
 
 def _agvhd_cif(model: PostTransplantModel, rate: float, t: float = AGVHD_WINDOW_DAYS) -> float:
@@ -246,10 +272,15 @@ def _solve_agvhd(model: PostTransplantModel, target: float) -> float:
     return _solve_rate(lambda x: _agvhd_cif(model, x), target, 1.0, "agvhd_2_4_day100")
 
 
-def _solve_cgvhd(model: PostTransplantModel, target: float) -> float:
+def cgvhd_maximum(model: PostTransplantModel) -> float:
+    """The largest chronic GVHD incidence any rate reaches: P(alive without relapse at the earliest onset)."""
     d0 = model.cgvhd_onset_days
-    maximum = float(sum(model.weights[g] * model.rfs_group(d0, g) for g in model.groups))
-    return _solve_rate(lambda x: _cgvhd_cif(model, x, model.tau_days), target, maximum, "cgvhd_incidence")
+    return float(sum(model.weights[g] * model.rfs_group(d0, g) for g in model.groups))
+
+
+def _solve_cgvhd(model: PostTransplantModel, target: float) -> float:
+    return _solve_rate(lambda x: _cgvhd_cif(model, x, model.tau_days), target, cgvhd_maximum(model),
+                       "cgvhd_incidence")
 
 
 # --------------------------------------------------------------------------- truths
@@ -326,6 +357,31 @@ def null_twin(model: PostTransplantModel, p0: float, landmark_days: float) -> Po
     if model.relapse_cumhaz + model.nrm_cumhaz == 0:
         raise ScenarioError("post_transplant: relapse and NRM incidences are both 0, so no scaling of their "
                             "hazards gives a null twin with RFS = analysis.p0")
-    log_c = optimize.brentq(gap, -30.0, 30.0, xtol=1e-14)
-    c = float(np.exp(log_c))
-    return replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c)
+    if gap(-30.0) * gap(30.0) < 0:  # the usual case: a factor between e^-30 and e^30
+        log_c = optimize.brentq(gap, -30.0, 30.0, xtol=1e-14)
+        c = float(np.exp(log_c))
+        return replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c)
+    return _null_twin_far(model, p0, landmark_days)
+
+
+def _null_twin_far(model: PostTransplantModel, p0: float, landmark_days: float) -> PostTransplantModel:
+    """The null twin when the factor is beyond e^+-30 (a landmark far from the incidences' landmark, or tiny
+    hazards), solved on the log scale: RFS(c) = sum_g w_g exp(-exp(log c + h_g)), h_g = log H_g(landmark)."""
+    g = model.groups
+    log_t = np.log(landmark_days / model.tau_days)
+    with np.errstate(divide="ignore"):
+        log_relapse = np.log(model.relapse_hr[g]) + np.log(model.relapse_cumhaz) + model.relapse_shape * log_t
+        log_nrm = np.log(model.nrm_hr[g]) + np.log(model.nrm_cumhaz) + model.nrm_shape * log_t
+    h = np.logaddexp(log_relapse, log_nrm)
+    weights = model.weights[g]
+
+    def gap(log_c: float) -> float:
+        return float(np.sum(weights * np.exp(-np.exp(log_c + h)))) - p0
+
+    # Below lo every subgroup's hazard at the landmark is < e^-40 (RFS rounds to 1 > p0); above hi it is > 800.
+    lo, hi = -float(h.max()) - 40.0, -float(h.min()) + np.log(800.0)
+    log_c = optimize.brentq(gap, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500)
+    with np.errstate(divide="ignore"):
+        scaled = [float(np.exp(np.log(a) + log_c)) if a > 0 else 0.0
+                  for a in (model.relapse_cumhaz, model.nrm_cumhaz)]
+    return replace(model, relapse_cumhaz=scaled[0], nrm_cumhaz=scaled[1])

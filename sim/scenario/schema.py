@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DAYS_PER_MONTH = 365.25 / 12
+MIN_POST_TRANSPLANT_RISK = 1e-6  # smallest relapse + NRM incidence: the null twin scales these hazards
 
 
 class InputError(ValueError):
@@ -30,6 +31,25 @@ class ScenarioError(InputError):
     """A scenario file or override that cannot be used; the message says where and why."""
 
 
+# The rules that involve several keys, as the reference states them (each is checked by a validator below).
+JOINT_RULES = (
+    "`analysis.p1` > `analysis.p0`",
+    "`analysis.test = \"binomial\"` needs `post_transplant.ltfu_prob = 0` and `analysis.cutoff = \"landmark\"`",
+    "`patients.age_min` < `patients.age_max`; `patients.bsa_min` < `patients.bsa_max`",
+    "`response.p_cr + response.p_cri + response.p_early_death` <= 1",
+    "`consolidation.cycleK.p_death + consolidation.cycleK.p_relapse` <= 1 for each cycle",
+    "`donor.p_haplo + donor.p_sibling + donor.p_unrelated` = 1",
+    "`response.assessment_day` >= `induction.duration_days + blinatumomab.duration_days`",
+    "`transplant.conditioning_days` < `transplant.slot_days`",
+    f"{MIN_POST_TRANSPLANT_RISK:g} <= `post_transplant.relapse_incidence + post_transplant.nrm_incidence` < 1 "
+    "(the null twin, on which type I error is estimated, scales these two hazards: they cannot both be 0)",
+    "`post_transplant.agvhd_3_4_day100` <= `post_transplant.agvhd_2_4_day100`",
+    "`post_transplant.horizon_months` >= `post_transplant.incidence_landmark_months`",
+    "`post_transplant.cgvhd_onset_min_days` falls before `post_transplant.incidence_landmark_months` when "
+    "`post_transplant.cgvhd_incidence` > 0",
+)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
@@ -38,14 +58,18 @@ def _prob(doc: str) -> Any:
     return Field(ge=0.0, le=1.0, description=doc, json_schema_extra={"unit": "probability"})
 
 
-# Upper bounds by unit: far beyond any clinical value, they only keep arithmetic finite.
+# Bounds by unit: far beyond any clinical value, they keep every accepted scenario computable in bounded
+# time and memory (a duration of 1e-300 days or a vial of 1e-300 ug would make numbers overflow).
+_MINIMUM = {"days": 0.01, "months": 0.01, "years": 0.01, "m2": 0.01, "mg": 0.01, "mg/day": 0.01, "ug/day": 0.01,
+            "ug": 0.01,
+            "patients / site-month": 0.001, "-": 0.01}
 _MAXIMUM = {"days": 3650.0, "months": 600.0, "years": 120.0, "m2": 5.0, "mg": 1000.0, "mg/m2": 1000.0,
             "mg/day": 1000.0, "mg/m2/day": 1000.0, "ug/day": 1000.0, "ug": 1000.0, "patients / site-month": 1000.0,
             "log(days)": 3.0, "-": 100.0}
 
 
 def _positive(doc: str, unit: str) -> Any:
-    return Field(gt=0.0, le=_MAXIMUM[unit], description=doc, json_schema_extra={"unit": unit})
+    return Field(ge=_MINIMUM[unit], le=_MAXIMUM[unit], description=doc, json_schema_extra={"unit": unit})
 
 
 def _nonneg(doc: str, unit: str) -> Any:
@@ -59,7 +83,8 @@ def _text(doc: str) -> Any:
 class Analysis(_Section):
     """Design and analysis of the primary endpoint (18-month RFS after HSCT)."""
 
-    landmark_months: float = _positive("Landmark of the primary endpoint (RFS after HSCT)", "months")
+    landmark_months: float = Field(ge=1.0, le=600.0, description="Landmark of the primary endpoint (RFS after HSCT)",
+                                   json_schema_extra={"unit": "months"})
     p0: float = Field(gt=0.0, lt=1.0, description="Null RFS at the landmark; H0: S(landmark) <= p0",
                       json_schema_extra={"unit": "probability"})
     p1: float = Field(gt=0.0, lt=1.0, description="RFS at the landmark the trial is designed to detect",
@@ -96,7 +121,8 @@ class Accrual(_Section):
         "Poisson rate of patients screened at one open site", "patients / site-month")
     ramp_up_months: float = _nonneg(
         "Sites open at evenly spaced times over this window (site k of K opens at k/K of it)", "months")
-    screen_fail_prob: float = Field(ge=0.0, lt=1.0, description="Probability a screened patient is not enrolled",
+    screen_fail_prob: float = Field(ge=0.0, le=0.99, description="Probability a screened patient is not enrolled "
+                                    "(at most 0.99: 100 screened per enrolled patient)",
                                     json_schema_extra={"unit": "probability"})
 
 
@@ -265,12 +291,13 @@ class PostTransplant(_Section):
     subgroups without changing those population totals (scenario/calibrate.py solves for the hazards).
     """
 
-    incidence_landmark_months: float = _positive("Time at which the incidences below are given", "months")
+    incidence_landmark_months: float = Field(ge=1.0, le=600.0, description="Time at which the incidences below are "
+                                             "given", json_schema_extra={"unit": "months"})
     relapse_incidence: float = _prob("Cumulative incidence of relapse at the landmark (NRM competing)")
     nrm_incidence: float = _prob("Cumulative incidence of non-relapse mortality at the landmark")
-    relapse_shape: float = Field(gt=0.0, le=10.0, description="Weibull shape of the relapse hazard (1 = constant)",
+    relapse_shape: float = Field(ge=0.05, le=10.0, description="Weibull shape of the relapse hazard (1 = constant)",
                                  json_schema_extra={"unit": "-"})
-    nrm_shape: float = Field(gt=0.0, le=10.0, description="Weibull shape of the NRM hazard (1 = constant)",
+    nrm_shape: float = Field(ge=0.05, le=10.0, description="Weibull shape of the NRM hazard (1 = constant)",
                              json_schema_extra={"unit": "-"})
     relapse_hr_mrd_positive: float = _positive("Relapse hazard ratio, MRD-positive vs negative at HSCT", "-")
     nrm_hr_haplo: float = _positive("NRM hazard ratio, haploidentical vs matched sibling donor", "-")
@@ -292,6 +319,11 @@ class PostTransplant(_Section):
             raise ValueError(
                 f"post_transplant.relapse_incidence + post_transplant.nrm_incidence = {total:.4g}; "
                 "no hazards reproduce a sum >= 1 (RFS at the landmark must stay above 0)")
+        if total < MIN_POST_TRANSPLANT_RISK:
+            raise ValueError(
+                f"post_transplant.relapse_incidence + post_transplant.nrm_incidence = {total:.4g}; must be at least "
+                f"{MIN_POST_TRANSPLANT_RISK:g}: type I error is estimated on the null twin, whose RFS is brought to "
+                "analysis.p0 by scaling these two hazards, so they cannot both be (practically) 0")
         if self.agvhd_3_4_day100 > self.agvhd_2_4_day100:
             raise ValueError(
                 f"post_transplant.agvhd_3_4_day100 = {self.agvhd_3_4_day100} must not exceed "
