@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +22,7 @@ from sim.scenario.schema import DAYS_PER_MONTH, InputError, ScenarioError, load_
 from sim.study.oc import required_n_text
 from sim.study.provenance import (
     code_version,
+    folder_problem,
     iso_time,
     machine,
     package_versions,
@@ -32,6 +35,10 @@ if TYPE_CHECKING:
 
 
 DEFAULT_SCENARIO = "scenarios/base.toml"
+# Limits that keep every accepted command line bounded in memory (time grows linearly up to them).
+MAX_N = 10_000          # patients in one trial
+MAX_REPS = 100_000      # replicates per sample size
+MAX_SIZES = 100         # sample sizes in one grid
 
 
 def _executor(args: argparse.Namespace):
@@ -58,6 +65,97 @@ def _calibrated(args: argparse.Namespace, solve, scenario):
         raise ScenarioError(f"{args.scenario}{' with' + overrides if overrides else ''}: {exc}") from None
 
 
+def _default_out(args: argparse.Namespace, command: str) -> Path:
+    """The output folder: --out, or results/<scenario file name>[-command], so that studies of different scenarios
+    never meet in one folder (`sweep --scenario scenarios/pessimistic.toml` writes to results/pessimistic)."""
+    if args.out is not None:
+        return args.out
+    if command == "compare":
+        names = [_stem(path) for path in (args.scenario or [DEFAULT_SCENARIO])]
+        names += [text.partition(":")[0] for text in args.variant]
+        return Path("results") / ("compare-" + "-".join(names))[:80]
+    suffix = "" if command == "sweep" else f"-{command}"
+    return Path("results") / f"{_stem(args.scenario)}{suffix}"
+
+
+def _stem(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem).strip("._") or "scenario"
+
+
+def _existing_results(out: Path, command: str, reps: int | None = None, same: dict | None = None) -> str:
+    """Check that `command` may write into `out`: a new or empty folder, or one holding this command's own results
+    of as many replicates or fewer (and, for compare and sensitivity, the same scenarios). Returns a note to print
+    (a previous trial's files are replaced), or raises InputError saying what is there and how to proceed."""
+    problem = folder_problem(out)
+    if problem:
+        raise InputError(problem)
+    if not out.is_dir() or not any(out.iterdir()):
+        return ""
+    manifest = _manifest_in(out)
+    if manifest is None:
+        entries = sorted(out.iterdir())
+        if command == "sweep" and (out / "study.json").exists():
+            return ""  # an interrupted sweep; the runner checks it is the same study
+        if command in ("compare", "sensitivity") and all(p.is_dir() and ((p / "study.json").exists()
+                                                                         or not any(p.iterdir())) for p in entries):
+            return ""  # an interrupted comparison: one study folder per scenario
+        shown = ", ".join(p.name for p in entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise InputError(f"{out}: holds files this tool did not write ({shown}); choose a new or empty output "
+                         "folder (--out), or move them away")
+    if manifest.get("command") != command:
+        raise InputError(f"{out}: holds the results of a {manifest.get('command')!s} run; a {command} would mix its "
+                         f"files with them: choose another output folder (--out)")
+    previous = manifest.get("reps")
+    if reps is not None and isinstance(previous, int) and previous > reps:
+        report = f"python run_sim.py report {out}" if command == "sweep" else f"{out}/report.html"
+        raise InputError(f"{out}: holds the results of {previous} replicates; --reps {reps} would replace them with "
+                         f"fewer. To see them: {report}; to add replicates, rerun with --reps {previous} or more; "
+                         "for a smaller study, choose another output folder (--out)")
+    for key, value in (same or {}).items():
+        if manifest.get(key) != value:
+            raise InputError(f"{out}: holds a {command} of {_shown_value(manifest.get(key))} ({key}); this one is of "
+                             f"{_shown_value(value)}: choose another output folder (--out), or delete this one")
+    if command == "trial" and (manifest.get("seed"), manifest.get("n")) != (same or {}).get("_run", (None, None)):
+        return f"note: replaced the files of the previous trial in {out}/ (seed {manifest.get('seed')}, " \
+               f"n {manifest.get('n')})"
+    return ""
+
+
+def _manifest_in(out: Path) -> dict | None:
+    """OUT/manifest.json, or None if there is none; InputError if it is not one this tool wrote."""
+    path = out / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or "command" not in manifest:
+        raise InputError(f"{out}: holds a manifest.json this tool did not write (not readable as one); choose "
+                         "another output folder (--out), or delete this one")
+    return manifest
+
+
+def _shown_value(value: object) -> str:
+    if isinstance(value, dict):
+        value = ", ".join(value)
+    elif isinstance(value, list):
+        value = ", ".join(map(str, value))
+    return " ".join(str(value).split())[:100]
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def _sample_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    """The n grid of a study command, sorted, each size once."""
+    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    if len(ns) > MAX_SIZES:
+        raise InputError(f"--n: {len(ns)} sample sizes; at most {MAX_SIZES} in one study (use a larger STEP)")
+    return ns
+
+
 def trial(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -69,6 +167,8 @@ def trial(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario, args.overrides)
     post_model = _calibrated(args, calibrate, scenario)
+    args.out = _default_out(args, "trial")
+    replaced = _existing_results(args.out, "trial", same={"_run": (args.seed, args.n)})
     history = simulate_trial(scenario, args.n, args.seed, post_model=post_model)
     patients = patients_table(history)
     flow = patient_flow(history)
@@ -96,9 +196,20 @@ def trial(args: argparse.Namespace) -> int:
     print(format_flow(flow))
     print("\nEndpoints at the final analysis:")
     print(format_endpoints(results))
-    print(f"  primary test: {results['method'].iloc[0].split('; ', 1)[1]}")
+    print(f"  primary test: {_primary_test_text(results.iloc[0])}")
     print(f"\nWrote patients.csv, events.csv, flow.csv, endpoints.csv, manifest.json and 3 figures to {args.out}/")
+    if replaced:
+        print(replaced, file=sys.stderr)
     return 0
+
+
+def _primary_test_text(primary: pd.Series) -> str:
+    """The primary test as printed: its statistic and decision, or why it could not be done."""
+    test = primary["method"].split("; ", 1)[1]
+    if primary["not_evaluable_reason"]:
+        name = test.split(":", 1)[0]
+        return f"{name}: not evaluable ({primary['not_evaluable_reason']}); counted as H0 not rejected"
+    return test
 
 
 def format_endpoints(results: pd.DataFrame) -> str:
@@ -127,13 +238,16 @@ def sweep(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario, args.overrides)
     models = _calibrated(args, arm_models, scenario)
-    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    ns = _sample_sizes(args)
     study = Study(scenario, ns, args.reps, args.seed, args.endpoints)
+    args.out = _default_out(args, "sweep")
+    _existing_results(args.out, "sweep", reps=args.reps)
     executor = _executor(args)
     started = time.time()
     try:
         with _progress(args.reps, args.quiet) as bar:
-            replicates = run_study(study, args.out, executor, args.chunk_size, progress=bar.update, models=models)
+            replicates = run_study(study, args.out, executor, args.chunk_size, progress=bar.update, models=models,
+                                   notify=_note)
     finally:
         _close(executor)
     truths = true_values(scenario, models, args.seed)
@@ -201,7 +315,10 @@ def compare(args: argparse.Namespace) -> int:
             models[name] = arm_models(scenario)
         except ScenarioError as exc:
             raise ScenarioError(f"scenario {name!r}: {exc}") from None
-    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    ns = _sample_sizes(args)
+    args.out = _default_out(args, "compare")
+    _existing_results(args.out, "compare", reps=args.reps, same={"reference": next(iter(scenarios)),
+                                                                  "scenario_names": list(scenarios)})
     started = time.time()
     replicates = _run_scenarios(args, scenarios, models, ns)
     analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
@@ -218,6 +335,7 @@ def compare(args: argparse.Namespace) -> int:
         "overrides": args.overrides, "n": list(ns), "reps": args.reps, "seed": args.seed,
         "endpoints": args.endpoints, "backend": args.backend, "jobs": args.jobs, "chunk_size": args.chunk_size,
         "scenarios": {name: sc.model_dump() for name, sc in scenarios.items()}, "reference": reference,
+        "scenario_names": list(scenarios),
         "forecast_n": max(ns), "forecast_reps": forecast_reps,
         "versions": package_versions(), "code_version": code_version(), "machine": machine(),
         "started": iso_time(started), "finished": iso_time(finished), "wall_seconds": round(finished - started, 2),
@@ -246,7 +364,7 @@ def _run_scenarios(args: argparse.Namespace, scenarios: dict, models: dict, ns: 
     try:
         with _progress(args.reps * len(scenarios), args.quiet) as bar:
             return run_scenarios(scenarios, models, ns, args.reps, args.seed, args.endpoints, args.out, executor,
-                                 args.chunk_size, progress=bar.update)
+                                 args.chunk_size, progress=bar.update, notify=_note)
     finally:
         _close(executor)
 
@@ -298,7 +416,10 @@ def sensitivity(args: argparse.Namespace) -> int:
             scenarios[name] = scenario
             models[name] = solved
             labels[name] = (key, float(value))
-    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    ns = _sample_sizes(args)
+    args.out = _default_out(args, "sensitivity")
+    _existing_results(args.out, "sensitivity", reps=args.reps,
+                      same={"scenario_file": str(args.scenario), "overrides": args.overrides, "vary": args.vary})
     started = time.time()
     replicates = _run_scenarios(args, scenarios, models, ns)
     oc, sizes = scenario_summaries(scenarios, models, replicates, args.seed, tuple(args.target_power), ("rfs",))
@@ -339,15 +460,23 @@ def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFram
     for r in rows.itertuples(index=False):
         lines.append(f"{r.n:4d}  {r.transplanted_mean:12.1f}  {r.evaluable_mean:9.1f}  "
                      f"{r.power:6.3f} ({r.power_mcse:.3f})  {r.type1:6.3f} ({r.type1_mcse:.3f})  "
-                     f"{r.coverage:8.3f}  {r.halfwidth_mean:13.3f}  {r.p_not_evaluable:13.3f}  "
-                     f"{r.duration_months_mean:17.1f}")
+                     f"{_shown(r.coverage, 8, '.3f')}  {_shown(r.halfwidth_mean, 13, '.3f')}  "
+                     f"{r.p_not_evaluable:13.3f}  {r.duration_months_mean:17.1f}")
     lines.append(f"(type I error on the null twin, nominal alpha {alpha:g}; MCSE = Monte Carlo standard error)")
+    if not np.isfinite(rows[["coverage", "halfwidth_mean"]].to_numpy(dtype=float)).all():
+        lines.append("(n/a: fewer than 2 replicates had an estimate at that n, so coverage and CI width are not "
+                     "evaluable; see 'not evaluable')")
     lines += [f"power {s.target_power:g}: {required_n_text(s)}" for s in sizes.itertuples(index=False)]
     for d in drops.itertuples(index=False):
         flag = " (beyond 2 MCSE)" if d.beyond_2_mcse else " (within Monte Carlo noise)"
         lines.append(f"warning: power falls from n = {d.n_from} to n = {d.n_to} by {-d.power_change:.3f}{flag}; "
                      "small-sample discreteness, shown as simulated")
     return "\n".join(lines)
+
+
+def _shown(value: float, width: int, fmt: str) -> str:
+    """A number right-aligned in `width`, or 'n/a' where it is not finite (the caller says why)."""
+    return f"{value:{width}{fmt}}" if np.isfinite(value) else f"{'n/a':>{width}}"
 
 
 def _cores(jobs: int) -> int:
@@ -374,47 +503,68 @@ def _progress(total: int, quiet: bool):
 
 
 def describe(args: argparse.Namespace) -> int:
-    from sim.scenario.calibrate import calibrate, true_endpoints
-    from sim.study.design import (
-        expected_accrual_months,
-        normal_approx_transplanted,
-        p_reach_hsct,
-        stage_probabilities,
-    )
+    """Print what a scenario implies; everything is computed before anything is printed."""
+    print(describe_report(args))
+    return 0
+
+
+def describe_report(args: argparse.Namespace) -> str:
+    """The text `describe` prints (raises InputError before any of it is shown if the scenario cannot be used)."""
+    from sim.scenario.calibrate import true_endpoints
+    from sim.study.design import expected_accrual_months, p_reach_hsct, stage_probabilities
+    from sim.study.runner import arm_models
 
     scenario = load_scenario(args.scenario, args.overrides)
-    model = _calibrated(args, calibrate, scenario)
+    model = _calibrated(args, arm_models, scenario)["design"]
     a = scenario.analysis
     lm = a.landmark_months
     truth = true_endpoints(model, lm * DAYS_PER_MONTH)
-    print(f"Scenario {scenario.name!r} ({args.scenario}): {scenario.description}\n")
-    print("True values after HSCT (from the calibrated hazards, not simulated):")
-    print(f"  {lm:g}-month RFS {truth['rfs']:.3f}   OS {truth['os']:.3f}   GRFS {truth['grfs']:.3f}")
-    print(f"  {lm:g}-month relapse incidence {truth['relapse_cif']:.3f}   NRM incidence {truth['nrm_cif']:.3f}")
-    print(f"  acute GVHD II-IV {truth['agvhd_2_4_day100']:.3f} and III-IV {truth['agvhd_3_4_day100']:.3f} by day "
-          f"100; chronic GVHD {truth['cgvhd_cif']:.3f} at {lm:g} months")
-    print(f"  H0: S({lm:g} months) <= p0 = {a.p0}; design alternative p1 = {a.p1}\n")
-    print("Reaching HSCT, stage by stage:")
+    lines = [f"Scenario {scenario.name!r} ({args.scenario}): {scenario.description}\n",
+             "True values after HSCT (from the calibrated hazards, not simulated):",
+             f"  {lm:g}-month RFS {truth['rfs']:.3f}   OS {truth['os']:.3f}   GRFS {truth['grfs']:.3f}",
+             f"  {lm:g}-month relapse incidence {truth['relapse_cif']:.3f}   NRM incidence {truth['nrm_cif']:.3f}",
+             f"  acute GVHD II-IV {truth['agvhd_2_4_day100']:.3f} and III-IV {truth['agvhd_3_4_day100']:.3f} by day "
+             f"100; chronic GVHD {truth['cgvhd_cif']:.3f} at {lm:g} months",
+             f"  H0: S({lm:g} months) <= p0 = {a.p0}; design alternative p1 = {a.p1}\n",
+             "Reaching HSCT, stage by stage:"]
     cumulative = 1.0
     for stage, p in stage_probabilities(scenario):
         cumulative *= p
-        print(f"  {stage:<54} {p:6.3f}   cumulative {cumulative:6.3f}")
+        lines.append(f"  {stage:<54} {p:6.3f}   cumulative {cumulative:6.3f}")
     reach = p_reach_hsct(scenario)
-    print(f"  P(an enrolled patient is transplanted) = {reach:.3f}\n")
+    lines.append(f"  P(an enrolled patient is transplanted) = {reach:.3f}\n")
     acc = scenario.accrual
     full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
-    print(f"Accrual: {full:.2f} enrolled/month once all {acc.n_sites} sites are open "
-          f"(over {acc.ramp_up_months:g} months); {args.n} enrolled after about "
-          f"{expected_accrual_months(scenario, args.n):.1f} months\n")
-    print(f"First-order normal-approximation sample size (test {a.test}, one-sided alpha {a.alpha}):")
+    rate = f"{full:.2f}" if full >= 0.01 else f"{full:.2g}"
+    lines.append(f"Accrual: {rate} enrolled/month once all {acc.n_sites} sites are open "
+                 f"(over {acc.ramp_up_months:g} months); {args.n} enrolled after about "
+                 f"{expected_accrual_months(scenario, args.n):.1f} months\n")
+    lines.append(f"First-order normal-approximation sample size (test {a.test}, one-sided alpha {a.alpha}):")
     for power in args.target_power:
         for label, s1 in ((f"true RFS {truth['rfs']:.3f}", None), (f"p1 = {a.p1}", a.p1)):
-            n_tx = normal_approx_transplanted(scenario, model, power, s1)
-            print(f"  power {power:g} against {label:<16}: {np.ceil(n_tx):4.0f} transplanted -> "
-                  f"{np.ceil(n_tx / reach) if reach > 0 else float('inf'):4.0f} enrolled")
-    print("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the data "
-          "cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
-    return 0
+            lines.append(f"  power {power:g} against {label:<16}: "
+                         + _approximate_n_text(scenario, model, power, s1, truth["rfs"], reach))
+    lines.append("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the "
+                 "data cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
+    return "\n".join(lines)
+
+
+def _approximate_n_text(scenario, model, power: float, s1: float | None, true_rfs: float, reach: float) -> str:
+    """'N transplanted -> M enrolled', or why the normal approximation gives no number."""
+    from sim.study.design import normal_approx_transplanted
+
+    p0 = scenario.analysis.p0
+    alternative = true_rfs if s1 is None else s1
+    if alternative <= p0:
+        return f"not computable: RFS {alternative:.3f} is not above p0 = {p0}, so no sample size gives this power"
+    with np.errstate(all="ignore"):
+        n_tx = normal_approx_transplanted(scenario, model, power, s1)
+    if not np.isfinite(n_tx):
+        return "not computable: the variance of the estimate at the landmark is not finite here"
+    if reach <= 0:
+        return f"{np.ceil(n_tx):4.0f} transplanted -> not computable: nobody reaches HSCT in this scenario"
+    enrolled = np.ceil(n_tx / reach)
+    return f"{np.ceil(n_tx):4.0f} transplanted -> {enrolled:4.0f} enrolled"
 
 
 def report(args: argparse.Namespace) -> int:
@@ -423,7 +573,14 @@ def report(args: argparse.Namespace) -> int:
     missing = [name for name in ("manifest.json", "oc.csv", "required_n.csv") if not (args.out / name).is_file()]
     if missing:
         raise InputError(f"{args.out}: not a sweep output folder (missing {', '.join(missing)})")
-    print(f"Wrote {write_report(args.out)}")
+    if _manifest_in(args.out).get("command") != "sweep":
+        raise InputError(f"{args.out}: not a sweep output folder (its manifest.json is not a sweep's)")
+    try:
+        path = write_report(args.out)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a folder edited or damaged by hand
+        raise InputError(f"{args.out}: its files cannot be read as a sweep's results ({type(exc).__name__}: "
+                         f"{str(exc)[:200]}); rerun the sweep to rewrite them") from None
+    print(f"Wrote {path}")
     return 0
 
 

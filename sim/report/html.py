@@ -29,6 +29,7 @@ from sim.report.figures import (
 )
 from sim.scenario.schema import Scenario
 from sim.study.oc import required_n_text
+from sim.study.provenance import write_atomically
 
 STYLE = """
 body { font-family: Helvetica, Arial, sans-serif; max-width: 1050px; margin: 2em auto; color: #222; line-height: 1.45;
@@ -74,7 +75,7 @@ def write_report(out: Path) -> Path:
         _section("Required sample size", _required_table(sizes)),
         _section("Precision of the primary estimate",
                  _img(precision_figure(oc), "Confidence-interval half-width against n")),
-        _section(f"Secondary endpoints at n = {example_n}", _secondary_table(oc, example_n)),
+        _section(f"Secondary endpoints at n = {example_n}", _secondary_table(oc, example_n, a.landmark_months)),
         _section(f"Patient flow (one simulated trial of n = {example_n})",
                  _img(flow_figure(patient_flow(history)), "CONSORT-style patient flow of an example trial")),
         _section(f"Example trial (n = {example_n}): survival and incidence after HSCT",
@@ -87,11 +88,8 @@ def write_report(out: Path) -> Path:
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sizing study: "
             f"{html.escape(scenario.name)}</title><style>{STYLE}</style></head><body>"
             + "".join(sections) + "</body></html>")
-    path = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    write_atomically(out, {"report.html": page})
+    return out / "report.html"
 
 
 def _section(title: str, body: str) -> str:
@@ -137,10 +135,24 @@ def _assumptions(manifest: dict) -> str:
     return "".join(parts)
 
 
+NOT_EVALUABLE_NOTE = ('<p class="note">n/a: fewer than 2 replicates had an estimate, so the measure is not '
+                      "evaluable (see &ldquo;not evaluable&rdquo;).</p>")
+
+
+def _shown(fmt: str, value: float) -> str:
+    """A number in the given format, or 'n/a' where it is not finite (NOT_EVALUABLE_NOTE says why)."""
+    return fmt.format(value) if pd.notna(value) and abs(float(value)) != float("inf") else "n/a"
+
+
+def _with_note(table: str) -> str:
+    return table + (NOT_EVALUABLE_NOTE if "<td>n/a</td>" in table else "")
+
+
 def _oc_table(oc: pd.DataFrame) -> str:
     rows = oc[oc["analysis"] == "rfs"].sort_values("n")
-    return _table([label for _, label, _ in OC_COLUMNS],
-                  [[fmt.format(getattr(r, col)) for col, _, fmt in OC_COLUMNS] for r in rows.itertuples()])
+    return _with_note(_table([label for _, label, _ in OC_COLUMNS],
+                             [[_shown(fmt, getattr(r, col)) for col, _, fmt in OC_COLUMNS]
+                              for r in rows.itertuples()]))
 
 
 def _required_table(sizes: pd.DataFrame) -> str:
@@ -152,18 +164,18 @@ def _required_table(sizes: pd.DataFrame) -> str:
                    for s in sizes.itertuples()])
 
 
-def _secondary_table(oc: pd.DataFrame, n: int) -> str:
+def _secondary_table(oc: pd.DataFrame, n: int, landmark_months: float) -> str:
     rows = oc[(oc["n"] == n) & oc["analysis"].isin(["itt", *SECONDARY])]
     if rows.empty:
         return "<p>Secondary endpoints were not computed (sweep run with <code>--endpoints primary</code>).</p>"
     labels = {"itt": ("event-free survival from enrollment (ITT)", ""), **SECONDARY}
     out = []
     for r in rows.itertuples():
-        label = labels[r.analysis][0].format(lm="18-month", assay="").replace(" ()", "")
-        out.append([label, f"{r.true:.3f}", f"{r.mean:.3f}", f"{r.bias:+.4f}", f"{r.empse:.3f}", f"{r.coverage:.3f}",
-                    f"{r.p_not_evaluable:.3f}"])
-    return _table(["endpoint", "true", "mean estimate", "bias", "empirical SE", "95% CI coverage", "not evaluable"],
-                  out)
+        label = labels[r.analysis][0].format(lm=f"{landmark_months:g}-month", assay="").replace(" ()", "")
+        out.append([label, _shown("{:.3f}", r.true), _shown("{:.3f}", r.mean), _shown("{:+.4f}", r.bias),
+                    _shown("{:.3f}", r.empse), _shown("{:.3f}", r.coverage), f"{r.p_not_evaluable:.3f}"])
+    return _with_note(_table(["endpoint", "true", "mean estimate", "bias", "empirical SE", "95% CI coverage",
+                              "not evaluable"], out))
 
 
 def _resources(forecast: pd.DataFrame | None, totals: pd.DataFrame | None, manifest: dict) -> str:
@@ -260,11 +272,8 @@ def write_compare_report(out: Path) -> Path:
     ]
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Scenario comparison</title>"
             f"<style>{STYLE}</style></head><body>" + "".join(sections) + "</body></html>")
-    path = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    write_atomically(out, {"report.html": page})
+    return out / "report.html"
 
 
 def _changed_keys(scenarios: dict[str, dict], reference: str) -> list[list[str]]:

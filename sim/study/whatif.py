@@ -53,10 +53,11 @@ def named_scenarios(files: list[str], variants: list[str], overrides: list[str])
 def run_scenarios(scenarios: dict[str, Scenario], models: dict[str, dict[str, PostTransplantModel]],
                   ns: tuple[int, ...], reps: int, seed: int, endpoints: str, out: Path,
                   executor: Executor, chunk_size: int,
-                  progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
+                  progress: Callable[[int], None] | None = None,
+                  notify: Callable[[str], None] | None = None) -> dict[str, pd.DataFrame]:
     """Each scenario's replicate rows (OUT/<name>/, resumable), all from the same seed."""
     return {name: run_study(Study(scenario, ns, reps, seed, endpoints), out / name, executor, chunk_size, progress,
-                            models[name])
+                            models[name], notify)
             for name, scenario in scenarios.items()}
 
 
