@@ -37,6 +37,10 @@ import fuzzing  # noqa: E402
 from hypothesis import Phase, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+import sim.report.html  # noqa: E402, F401 - imported once here, not in every forked case
+import sim.study.resources  # noqa: E402, F401
+import sim.study.truth  # noqa: E402, F401
+import sim.study.whatif  # noqa: E402, F401
 from sim.cli.parser import main  # noqa: E402
 
 SEED = 20251125
@@ -226,7 +230,7 @@ def judge(case: Case, outcome: Outcome, before: dict, after: dict, out: Path) ->
         if case.expect == "ok":
             found.append("refused at a computed, documented limit" if fuzzing.computed_limit(outcome.stderr)
                          else "documented-valid input refused")
-        if after != before:
+        if after != before and case.setup.get("hostile") not in DISK_FULL:  # a full disk: judged by its rerun
             found.append("files written on refusal")
         message = outcome.stderr
         if case.kind == "invalid-value" and case.key.split(".")[0] not in message:
@@ -269,6 +273,8 @@ def main_fuzz() -> int:
     run(["sweep", "--n", "5", "--reps", "4", "--chunk-size", "2", "--seed", "1", "--jobs", "1", "--quiet",
          "--endpoints", "primary", "--out", str(prepared)], base / "prep", 300)
     counts: Counter = Counter()
+    seconds: dict[str, list[float]] = {}
+    slowest: list[tuple[float, str, list[str]]] = []
     failures = []
     started = time.monotonic()
     queue = list(enumerate(todo))
@@ -298,6 +304,8 @@ def main_fuzz() -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         for done, (i, case, found, outcome) in enumerate(pool.map(one, queue), start=1):
             counts[case.kind] += 1
+            seconds.setdefault(case.kind, []).append(outcome.seconds)
+            slowest = sorted([*slowest, (outcome.seconds, case.kind, case.argv)], reverse=True)[:5]
             for problem in found:
                 counts[problem] += 1
                 failures.append({"case": i, "kind": case.kind, "problem": problem, "argv": case.argv,
@@ -320,6 +328,10 @@ def main_fuzz() -> int:
           + ", ".join(f"{k} {counts[k]}" for k in COUNTS))
     for problem in problems:
         print(f"  {problem:<34} {counts[problem]}")
+    print("seconds per case (mean / max): " + ", ".join(
+        f"{kind} {sum(v) / len(v):.1f} / {max(v):.0f}" for kind, v in seconds.items()))
+    for took, kind, argv in slowest:
+        print(f"  slow: {took:.0f} s {kind}: {' '.join(argv)}")
     print(f"failures: {report_dir / 'failures.json'}")
     return 1 if any(counts[p] for p in problems) else 0
 

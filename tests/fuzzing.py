@@ -272,14 +272,13 @@ OPTION_VALUES = {
     "--variant": ["v:donor.p_no_donor=0.3", "bad", ":x=1", "v:", "v:x=1", "v/w:donor.p_no_donor=0.3"],
     "--vary": ["response.p_cr=0.7:0.9:2", "response.p_cr=0.9:0.7:2", "x=1:2:2", "response.p_cr=0:1:1",
                "response.p_cr=a:b:c", "post_transplant.relapse_incidence=0:0.2:2"],
-    "--backend": ["loky", "dask", "spark"],
-    "--scheduler": ["tcp://127.0.0.1:9"],
+    "--backend": ["loky", "spark"],
     "--out": ["OUT"],
 }
 COMMAND_OPTIONS = {
     "trial": ["--scenario", "--set", "--n", "--seed", "--out"],
     "sweep": ["--scenario", "--set", "--n", "--reps", "--seed", "--jobs", "--chunk-size", "--endpoints",
-              "--target-power", "--out", "--backend", "--scheduler"],
+              "--target-power", "--out", "--backend"],
     "compare": ["--scenario", "--variant", "--set", "--n", "--reps", "--seed", "--out", "--endpoints"],
     "sensitivity": ["--scenario", "--set", "--vary", "--n", "--reps", "--seed", "--out"],
     "describe": ["--scenario", "--set", "--n", "--target-power"],
@@ -337,9 +336,22 @@ def computed_limit(message: str) -> str:
     return key if asked > limit - 1e-4 else ""
 
 
+_EXPLAINED_INFINITY = re.compile(r"statistic -?inf \((no relapse or death by|everyone relapsed or died by) the "
+                                 r"landmark, S = [01]\)")
+
+
 def printed_problems(text: str) -> list[str]:
-    """Lines of printed output holding a NaN or infinity."""
-    return [f"printed: {line.strip()}" for line in text.splitlines() if _NOT_FINITE.search(line)]
+    """Lines of printed output holding a NaN or infinity without its reason beside it."""
+    return [f"printed: {line.strip()}" for line in text.splitlines()
+            if _NOT_FINITE.search(_EXPLAINED_INFINITY.sub("", line))]
+
+
+def html_problems(page: str) -> list[str]:
+    """Table cells and sentences of a report showing NaN or infinity (images and quoted scenario files aside)."""
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    text = re.sub(r"<pre>.*?</pre>", "", text, flags=re.S)
+    text = re.sub(r"<[^>]+>", "\n", text)
+    return printed_problems(text)
 
 
 def _strict_json(path: Path) -> list[str]:
@@ -388,6 +400,8 @@ def output_problems(out: Path, stdout: str) -> list[str]:
         if (out / name).is_file():
             table = pd.read_csv(out / name)
             problems += _finite(table, ["target_power", "largest_n"], name)
+    for path in out.rglob("report.html"):
+        problems += [f"{path.name}: {p}" for p in html_problems(path.read_text(encoding="utf-8"))]
     for name in ("sensitivity.csv", "tornado.csv"):
         if (out / name).is_file():
             table = pd.read_csv(out / name)

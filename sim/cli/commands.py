@@ -209,6 +209,9 @@ def _primary_test_text(primary: pd.Series) -> str:
     if primary["not_evaluable_reason"]:
         name = test.split(":", 1)[0]
         return f"{name}: not evaluable ({primary['not_evaluable_reason']}); counted as H0 not rejected"
+    for text, why in (("statistic inf,", "no relapse or death by the landmark, S = 1"),
+                      ("statistic -inf,", "everyone relapsed or died by the landmark, S = 0")):
+        test = test.replace(text, f"{text[:-1]} ({why}),")
     return test
 
 
