@@ -142,10 +142,13 @@ def _cause_integral(model: PostTransplantModel, g: int, t: float, cause: str, we
 
     Taken over y = 1 - exp(-H_c(s)), where it becomes the integral of weight(s) exp(-H_other(s)) dy:
     bounded and smooth for any Weibull shape and hazard size (in s the integrand has a spike at 0
-    when the shape is below 1 or the hazard is large, which quadrature misses).
+    when the shape is below 1 or the hazard is large, which quadrature misses). When the other cause
+    is so much stronger that exp(-H_other) falls to 1/e within a thousandth of the range of y, the
+    range is split at decades of that point, so quadrature sees the narrow peak at 0.
     """
     own, other = (model.relapse_H, model.nrm_H) if cause == "relapse" else (model.nrm_H, model.relapse_H)
     shape = model.relapse_shape if cause == "relapse" else model.nrm_shape
+    other_shape = model.nrm_shape if cause == "relapse" else model.relapse_shape
     scale = float(own(model.tau_days, g))
     if scale == 0:
         return 0.0
@@ -155,7 +158,19 @@ def _cause_integral(model: PostTransplantModel, g: int, t: float, cause: str, we
         s = tau * (-np.log1p(-y) / scale) ** (1.0 / shape)
         return float(weight(s) * np.exp(-other(s, g)))
 
-    return _integrate(integrand, 0.0, -np.expm1(-float(own(t, g))))
+    top = -np.expm1(-float(own(t, g)))
+    other_scale = float(other(tau, g))
+    if other_scale > 0:
+        # H_other(s(y)) = 1 where -log(1 - y) = scale * other_scale^(-shape / other_shape).
+        with np.errstate(over="ignore", under="ignore"):
+            peak = -np.expm1(-np.exp(np.log(scale) - shape / other_shape * np.log(other_scale)))
+        if 0 < peak < 1e-3 * top:
+            cuts = [peak * 1e-3]
+            while cuts[-1] * 10.0 < top:
+                cuts.append(cuts[-1] * 10.0)
+            return float(sum(_integrate(integrand, lo, hi) for lo, hi in zip([0.0, *cuts], [*cuts, top],
+                                                                                  strict=True)))
+    return _integrate(integrand, 0.0, top)
 
 
 def _integrate(f, lo: float, hi: float) -> float:
