@@ -94,7 +94,7 @@ def cases(scale: float) -> list[Case]:
         out.append(Case("valid-trial", ["trial", "--scenario", "scenario.toml", "--n", str(size), "--seed", str(s),
                                         "--out", "out"], "ok", setup={"scenario": data}))
     sweeps = st.tuples(fuzzing.valid_scenarios(), st.lists(st.integers(1, 20), min_size=1, max_size=3),
-                       st.integers(1, 3), st.integers(0, 1000), st.sampled_from(["primary", "all"]))
+                       st.integers(2, 3), st.integers(0, 1000), st.sampled_from(["primary", "all"]))
     for data, sizes, reps, s, endpoints in draw(sweeps, n["valid-sweep"], 2):
         out.append(Case("valid-sweep", ["sweep", "--scenario", "scenario.toml", "--n", *map(str, sizes), "--reps",
                                         str(reps), "--seed", str(s), "--jobs", "1", "--quiet", "--endpoints", endpoints,
@@ -107,7 +107,7 @@ def cases(scale: float) -> list[Case]:
     for data, (key, value, kind), by_set, command in draw(invalid, n["invalid-value"], 4):
         argv = [command, "--scenario", "scenario.toml"]
         argv += {"trial": ["--n", "5", "--out", "out"], "describe": [],
-                 "sweep": ["--n", "5", "--reps", "1", "--jobs", "1", "--quiet", "--out", "out"]}[command]
+                 "sweep": ["--n", "5", "--reps", "2", "--jobs", "1", "--quiet", "--out", "out"]}[command]
         setup = {"scenario": data, "change": [key, value, kind]}
         if by_set and kind != "missing":
             argv += ["--set", f"{key}={fuzzing.toml_value(value)}"]

@@ -81,7 +81,7 @@ def test_any_valid_scenario_runs_a_trial(tmp_path: Path, capsys: pytest.CaptureF
 
 @settings(max_examples=5, **PROFILE)
 @given(data=fuzzing.valid_scenarios(), ns=st.lists(st.integers(1, 20), min_size=1, max_size=3),
-       reps=st.integers(1, 3), endpoints=st.sampled_from(["primary", "all"]))
+       reps=st.integers(2, 3), endpoints=st.sampled_from(["primary", "all"]))
 def test_any_valid_scenario_runs_a_tiny_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str], data: dict,
                                               ns: list[int], reps: int, endpoints: str) -> None:
     folder = Path(tempfile.mkdtemp(dir=tmp_path))

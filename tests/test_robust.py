@@ -208,6 +208,8 @@ def test_grid_and_replicate_limits_are_checked_before_any_list_is_built() -> Non
     assert cli._n_spec("20:100:10") == list(range(20, 101, 10))
     with pytest.raises(argparse.ArgumentTypeError, match="at most 100,000"):
         cli._replicates("99999999999")
+    with pytest.raises(argparse.ArgumentTypeError, match="at least 2 replicates"):
+        cli._replicates("1")  # one replicate has no Monte Carlo standard error (compare printed nan)
     with pytest.raises(argparse.ArgumentTypeError, match="at most 10,000 patients"):
         cli._sample_size("10001")
     with pytest.raises(argparse.ArgumentTypeError, match="4 per core"):
@@ -387,6 +389,22 @@ def test_trial_into_a_sweep_folder_is_refused(tmp_path: Path, capsys: pytest.Cap
     status, _, err = run(["trial", "--n", "5", "--out", str(out)], capsys)
     assert status == 2 and "holds the results of a sweep run; a trial would mix its files" in err
     assert files(out) == before
+
+
+def test_comparison_of_other_scenarios_is_refused_and_a_new_trial_says_it_replaced_the_old(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], fast_sweep: None) -> None:
+    out = tmp_path / "c"
+    compare = ["compare", "--variant", "v:donor.p_no_donor=0.3", "--n", "5", "--reps", "2", "--jobs", "1",
+               "--endpoints", "primary", "--out", str(out)]
+    assert run(compare, capsys)[0] == 0
+    before = files(out)
+    status, _, err = run([*compare, "--variant", "w:donor.p_no_donor=0.2"], capsys)
+    assert status == 2 and "holds a compare of base, v (scenarios); this one is of base, v, w" in err, err
+    assert files(out) == before
+    trial = tmp_path / "t"
+    assert run(["trial", "--n", "5", "--out", str(trial)], capsys)[2] == ""
+    assert run(["trial", "--n", "6", "--out", str(trial)], capsys)[2] == \
+        f"note: replaced the files of the previous trial in {trial}/ (seed 7, n 5)\n"
 
 
 def _disk_full(*args, **kwargs):

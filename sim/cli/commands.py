@@ -82,23 +82,23 @@ def _stem(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem).strip("._") or "scenario"
 
 
-def _existing_results(out: Path, command: str, reps: int | None = None, same: dict | None = None) -> str:
+def _existing_results(out: Path, command: str, reps: int | None = None, same: dict | None = None) -> dict | None:
     """Check that `command` may write into `out`: a new or empty folder, or one holding this command's own results
-    of as many replicates or fewer (and, for compare and sensitivity, the same scenarios). Returns a note to print
-    (a previous trial's files are replaced), or raises InputError saying what is there and how to proceed."""
+    of as many replicates or fewer (and, for compare and sensitivity, the same scenarios). Returns the manifest of
+    the results there (None if none), or raises InputError saying what is there and how to proceed."""
     problem = folder_problem(out)
     if problem:
         raise InputError(problem)
     if not out.is_dir() or not any(out.iterdir()):
-        return ""
+        return None
     manifest = _manifest_in(out)
     if manifest is None:
         entries = sorted(out.iterdir())
         if command == "sweep" and (out / "study.json").exists():
-            return ""  # an interrupted sweep; the runner checks it is the same study
+            return None  # an interrupted sweep; the runner checks it is the same study
         if command in ("compare", "sensitivity") and all(p.is_dir() and ((p / "study.json").exists()
                                                                          or not any(p.iterdir())) for p in entries):
-            return ""  # an interrupted comparison: one study folder per scenario
+            return None  # an interrupted comparison: one study folder per scenario
         shown = ", ".join(p.name for p in entries[:4]) + (", ..." if len(entries) > 4 else "")
         raise InputError(f"{out}: holds files this tool did not write ({shown}); choose a new or empty output "
                          "folder (--out), or move them away")
@@ -112,13 +112,13 @@ def _existing_results(out: Path, command: str, reps: int | None = None, same: di
                          f"fewer. To see them: {report}; to add replicates, rerun with --reps {previous} or more; "
                          "for a smaller study, choose another output folder (--out)")
     for key, value in (same or {}).items():
-        if manifest.get(key) != value:
-            raise InputError(f"{out}: holds a {command} of {_shown_value(manifest.get(key))} ({key}); this one is of "
+        stored = manifest.get(key)
+        if isinstance(stored, dict) and isinstance(value, list):
+            stored = list(stored)  # compare: the scenario names, in order
+        if stored != value:
+            raise InputError(f"{out}: holds a {command} of {_shown_value(stored)} ({key}); this one is of "
                              f"{_shown_value(value)}: choose another output folder (--out), or delete this one")
-    if command == "trial" and (manifest.get("seed"), manifest.get("n")) != (same or {}).get("_run", (None, None)):
-        return f"note: replaced the files of the previous trial in {out}/ (seed {manifest.get('seed')}, " \
-               f"n {manifest.get('n')})"
-    return ""
+    return manifest
 
 
 def _manifest_in(out: Path) -> dict | None:
@@ -168,7 +168,7 @@ def trial(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     post_model = _calibrated(args, calibrate, scenario)
     args.out = _default_out(args, "trial")
-    replaced = _existing_results(args.out, "trial", same={"_run": (args.seed, args.n)})
+    previous = _existing_results(args.out, "trial")
     history = simulate_trial(scenario, args.n, args.seed, post_model=post_model)
     patients = patients_table(history)
     flow = patient_flow(history)
@@ -198,8 +198,9 @@ def trial(args: argparse.Namespace) -> int:
     print(format_endpoints(results))
     print(f"  primary test: {_primary_test_text(results.iloc[0])}")
     print(f"\nWrote patients.csv, events.csv, flow.csv, endpoints.csv, manifest.json and 3 figures to {args.out}/")
-    if replaced:
-        print(replaced, file=sys.stderr)
+    if previous and (previous.get("seed"), previous.get("n")) != (args.seed, args.n):
+        _note(f"replaced the files of the previous trial in {args.out}/ (seed {previous.get('seed')}, "
+              f"n {previous.get('n')})")
     return 0
 
 
@@ -320,8 +321,7 @@ def compare(args: argparse.Namespace) -> int:
             raise ScenarioError(f"scenario {name!r}: {exc}") from None
     ns = _sample_sizes(args)
     args.out = _default_out(args, "compare")
-    _existing_results(args.out, "compare", reps=args.reps, same={"reference": next(iter(scenarios)),
-                                                                  "scenario_names": list(scenarios)})
+    _existing_results(args.out, "compare", reps=args.reps, same={"scenarios": list(scenarios)})
     started = time.time()
     replicates = _run_scenarios(args, scenarios, models, ns)
     analyses = ("rfs", "itt") + (tuple(SECONDARY) if args.endpoints == "all" else ())
@@ -338,7 +338,6 @@ def compare(args: argparse.Namespace) -> int:
         "overrides": args.overrides, "n": list(ns), "reps": args.reps, "seed": args.seed,
         "endpoints": args.endpoints, "backend": args.backend, "jobs": args.jobs, "chunk_size": args.chunk_size,
         "scenarios": {name: sc.model_dump() for name, sc in scenarios.items()}, "reference": reference,
-        "scenario_names": list(scenarios),
         "forecast_n": max(ns), "forecast_reps": forecast_reps,
         "versions": package_versions(), "code_version": code_version(), "machine": machine(),
         "started": iso_time(started), "finished": iso_time(finished), "wall_seconds": round(finished - started, 2),

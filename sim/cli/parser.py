@@ -93,7 +93,7 @@ def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int
     parser.add_argument("--n", nargs="+", type=_n_spec, default=[n_default], metavar="N",
                         help=f"sample sizes: START:STOP:STEP (inclusive) and/or single values (default {spec})")
     parser.add_argument("--reps", type=_replicates, default=reps,
-                        help=f"replicates per sample size (default {reps}, at most {MAX_REPS:,})")
+                        help=f"replicates per sample size (default {reps}, from 2 to {MAX_REPS:,})")
     parser.add_argument("--seed", type=_nonneg_int, default=1, help="master random seed (default 1)")
     parser.add_argument("--jobs", type=_jobs, default=-1, help="parallel processes, -1 = all cores (default -1)")
     parser.add_argument("--chunk-size", type=_positive_int, default=50, help="replicates per chunk (default 50)")
@@ -151,6 +151,8 @@ def _sample_size(text: str) -> int:
 
 def _replicates(text: str) -> int:
     value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 2 replicates (a Monte Carlo standard error needs two)")
     if value > MAX_REPS:
         raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_REPS:,} replicates per sample size")
     return value
