@@ -216,6 +216,19 @@ def test_grid_and_replicate_limits_are_checked_before_any_list_is_built() -> Non
         cli._jobs(str(4 * (os.cpu_count() or 1) + 1))
 
 
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["sweep", "--reps", "20000", "--n", "1:100:1"], "2,000,000 replicate rows; at most 1,000,000"),
+    (["compare", "--reps", "100000", "--n", "5", "10", "20", "30", "--variant", "v:donor.p_no_donor=0.2",
+      "--variant", "w:donor.p_no_donor=0.3"], "x 4 sample sizes x 3 scenarios = 1,200,000"),
+    (["sensitivity", "--vary", "response.p_cr=0:1:1000"], "K = 1000; at most 50 values"),
+])
+def test_studies_too_large_for_memory_are_refused_before_any_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
+    status, _, err = run([*argv, "--out", str(tmp_path / "o")], capsys)
+    assert status == 2 and expected in err, err
+    assert not (tmp_path / "o").exists()
+
+
 # --------------------------------------------------------------------------- describe: all or nothing
 
 

@@ -39,6 +39,7 @@ DEFAULT_SCENARIO = "scenarios/base.toml"
 MAX_N = 10_000          # patients in one trial
 MAX_REPS = 100_000      # replicates per sample size
 MAX_SIZES = 100         # sample sizes in one grid
+MAX_ROWS = 1_000_000    # replicates x sample sizes x scenarios held in memory (about 0.8 kB each)
 
 
 def _executor(args: argparse.Namespace):
@@ -148,11 +149,16 @@ def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
 
 
-def _sample_sizes(args: argparse.Namespace) -> tuple[int, ...]:
-    """The n grid of a study command, sorted, each size once."""
+def _sample_sizes(args: argparse.Namespace, scenarios: int = 1) -> tuple[int, ...]:
+    """The n grid of a study command, sorted, each size once; InputError if the study would not fit in memory."""
     ns = tuple(sorted({n for spec in args.n for n in spec}))
     if len(ns) > MAX_SIZES:
         raise InputError(f"--n: {len(ns)} sample sizes; at most {MAX_SIZES} in one study (use a larger STEP)")
+    rows = args.reps * len(ns) * scenarios
+    if rows > MAX_ROWS:
+        of = f" x {scenarios} scenarios" if scenarios > 1 else ""
+        raise InputError(f"--reps {args.reps} x {len(ns)} sample sizes{of} = {rows:,} replicate rows; at most "
+                         f"{MAX_ROWS:,} in one study (about 1 GB of memory): use fewer replicates or sample sizes")
     return ns
 
 
@@ -319,7 +325,7 @@ def compare(args: argparse.Namespace) -> int:
             models[name] = arm_models(scenario)
         except ScenarioError as exc:
             raise ScenarioError(f"scenario {name!r}: {exc}") from None
-    ns = _sample_sizes(args)
+    ns = _sample_sizes(args, len(scenarios))
     args.out = _default_out(args, "compare")
     _existing_results(args.out, "compare", reps=args.reps, same={"scenarios": list(scenarios)})
     started = time.time()
@@ -418,7 +424,7 @@ def sensitivity(args: argparse.Namespace) -> int:
             scenarios[name] = scenario
             models[name] = solved
             labels[name] = (key, float(value))
-    ns = _sample_sizes(args)
+    ns = _sample_sizes(args, len(scenarios))
     args.out = _default_out(args, "sensitivity")
     _existing_results(args.out, "sensitivity", reps=args.reps,
                       same={"scenario_file": str(args.scenario), "overrides": args.overrides, "vary": args.vary})

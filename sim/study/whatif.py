@@ -97,6 +97,9 @@ def paired_differences(replicates: dict[str, pd.DataFrame], reference: str, colu
     return pd.DataFrame(rows)
 
 
+MAX_VALUES = 50  # values of one --vary range (each is a scenario to calibrate and simulate)
+
+
 def sensitivity_values(spec: str) -> tuple[str, np.ndarray]:
     """'SECTION.KEY=LO:HI:K' -> (key, K values from LO to HI)."""
     key, sep, rng = spec.partition("=")
@@ -107,6 +110,10 @@ def sensitivity_values(spec: str) -> tuple[str, np.ndarray]:
             raise ValueError
     except (ValueError, IndexError):
         raise InputError(f"--vary {spec}: expected SECTION.KEY=LO:HI:K with K >= 2") from None
+    if k > MAX_VALUES:
+        raise InputError(f"--vary {spec}: K = {k}; at most {MAX_VALUES} values per parameter")
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError(f"--vary {spec}: LO and HI must be finite numbers")
     return key, np.linspace(lo, hi, k)
 
 
