@@ -420,6 +420,15 @@ def test_comparison_of_other_scenarios_is_refused_and_a_new_trial_says_it_replac
         f"note: replaced the files of the previous trial in {trial}/ (seed 7, n 5)\n"
 
 
+def test_compare_refusal_names_the_variant_it_comes_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(["compare", "--variant", "v:post_transplant.cgvhd_incidence=1", "--n", "5", "--reps", "2",
+                          "--out", str(tmp_path / "o")], capsys)
+    assert status == 2
+    assert err.startswith("error: scenarios/base.toml with --variant v:post_transplant.cgvhd_incidence=1 (scenario "
+                          "'v'): post_transplant.cgvhd_incidence = 1.0: at most"), err
+    assert not (tmp_path / "o").exists()
+
+
 def _disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 

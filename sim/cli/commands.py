@@ -320,11 +320,12 @@ def compare(args: argparse.Namespace) -> int:
     if len(scenarios) < 2:
         raise InputError("compare needs at least two scenarios: repeat --scenario, or add --variant NAME:KEY=VALUE")
     models = {}
+    origins = _compare_origins(args, files, list(scenarios))
     for name, scenario in scenarios.items():
         try:
             models[name] = arm_models(scenario)
         except ScenarioError as exc:
-            raise ScenarioError(f"scenario {name!r}: {exc}") from None
+            raise ScenarioError(f"{origins[name]} (scenario {name!r}): {exc}") from None
     ns = _sample_sizes(args, len(scenarios))
     args.out = _default_out(args, "compare")
     _existing_results(args.out, "compare", reps=args.reps, same={"scenarios": list(scenarios)})
@@ -362,6 +363,16 @@ def compare(args: argparse.Namespace) -> int:
     print(f"\n{len(scenarios)} scenarios x {args.reps} replicates x {len(ns)} sample sizes in "
           f"{finished - started:.1f} s. Report: {report}")
     return 0
+
+
+def _compare_origins(args: argparse.Namespace, files: list[str], names: list[str]) -> dict[str, str]:
+    """Where each compared scenario comes from, for messages: its file or its --variant, and any --set."""
+    from sim.study.whatif import parse_variant
+
+    overrides = "".join(f" --set {item}" for item in args.overrides)
+    origins = dict(zip(names, files, strict=False))
+    origins |= {parse_variant(text)[0]: f"{files[0]} with --variant {text}" for text in args.variant}
+    return {name: origin + (f" with{overrides}" if overrides else "") for name, origin in origins.items()}
 
 
 def _run_scenarios(args: argparse.Namespace, scenarios: dict, models: dict, ns: tuple[int, ...]
