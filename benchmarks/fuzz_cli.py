@@ -1,6 +1,6 @@
 """Fuzz the command line with generated cases and count what must never happen.
 
-    python benchmarks/fuzz_cli.py                      # 1,120 cases, seed 20251125, 2 at a time
+    python benchmarks/fuzz_cli.py                      # about 1,100 distinct cases, seed 20251125, 2 at a time
     python benchmarks/fuzz_cli.py --scale 0.1 --jobs 1 # a quick look
 
 Cases (drawn by the hypothesis strategies in tests/fuzzing.py from a fixed seed, so a run is repeatable):
@@ -44,8 +44,8 @@ import sim.study.whatif  # noqa: E402, F401
 from sim.cli.parser import main  # noqa: E402
 
 SEED = 20251125
-COUNTS = {"valid-trial": 360, "valid-sweep": 120, "valid-describe": 140, "invalid-value": 200,
-          "hostile-folder": 100, "command-line": 200}
+COUNTS = {"valid-trial": 400, "valid-sweep": 120, "valid-describe": 150, "invalid-value": 250,
+          "hostile-folder": 100, "command-line": 250}
 TIME_LIMIT = {"valid-sweep": 180.0, "command-line": 180.0, "hostile-folder": 180.0}
 MEMORY_LIMIT = 4 * 2**30
 DISK_FULL = {"disk full at 1 kB": 1_000, "disk full at 30 kB": 30_000, "disk full at 300 kB": 300_000}
@@ -122,7 +122,19 @@ def cases(scale: float) -> list[Case]:
         out.append(Case("hostile-folder", argv, "either", setup={"hostile": kind}))
     for argv in draw(fuzzing.command_lines(), n["command-line"], 6):
         out.append(Case("command-line", argv, "either"))
-    return out
+    return _distinct(out)
+
+
+def _distinct(cases: list[Case]) -> list[Case]:
+    """Each case once (hypothesis may draw the same example twice)."""
+    seen: set[str] = set()
+    kept = []
+    for case in cases:
+        key = json.dumps([case.kind, case.argv, case.setup], sort_keys=True, default=repr)
+        if key not in seen:
+            seen.add(key)
+            kept.append(case)
+    return kept
 
 
 # --------------------------------------------------------------------------- running one case
