@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from scipy import integrate, optimize
+from support import toml_dumps, toml_value
 
 from sim.analysis.datasets import patients_table
 from sim.cli import parser as cli
@@ -45,58 +46,6 @@ DELETE = object()  # marks a key to remove in `mutate`
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def toml_string(text: str) -> str:
-    """A TOML basic string (quotes, backslashes and control characters escaped)."""
-    out = []
-    for char in text:
-        if char in '"\\':
-            out.append("\\" + char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else toml_string(key)
-
-
-def toml_value(value: Any) -> str:
-    """One TOML value: bool, int, float (incl. nan/inf), str, array or inline table."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def toml_dumps(data: dict[str, Any], prefix: tuple[str, ...] = ()) -> str:
-    """A document: the table's plain keys, then one [header] per sub-table (empty tables included)."""
-    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for key, value in data.items():
-        if isinstance(value, dict):
-            path = (*prefix, key)
-            lines.append("\n[" + ".".join(toml_key(part) for part in path) + "]")
-            lines.append(toml_dumps(value, path))
-    return "\n".join(lines) + "\n"
 
 
 def mutate(data: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +187,7 @@ INVALID = [
     ("string-for-number", {"induction.p_death": "high"},
      ["induction.p_death = 'high'", "valid number", "number >= 0.0 and <= 1.0"]),
     ("bool-for-number", {"accrual.screened_per_site_month": True},
-     ["accrual.screened_per_site_month = True", "valid number", "number > 0.0"]),
+     ["accrual.screened_per_site_month = True", "valid number", "number >= 0.001"]),
     ("bool-for-integer", {"accrual.n_sites": True}, ["accrual.n_sites = True", "integer >= 1 and <= 500"]),
     ("float-for-integer", {"transplant.slots": 2.5}, ["transplant.slots = 2.5", "integer >= 1 and <= 1000"]),
     ("number-for-string", {"consolidation.cycle1.regimen": 3},
@@ -251,9 +200,9 @@ INVALID = [
      ["consolidation.cycle2.p_delay = 2.0", "<= 1.0"]),
     ("nan", {"induction.p_death": math.nan}, ["induction.p_death = nan", "finite"]),
     ("inf", {"transplant.slot_days": math.inf}, ["transplant.slot_days = inf", "finite"]),
-    ("zero-duration", {"induction.duration_days": 0}, ["induction.duration_days = 0", "number > 0.0"]),
+    ("zero-duration", {"induction.duration_days": 0}, ["induction.duration_days = 0", "number >= 0.01"]),
     ("negative-duration", {"consolidation.cycle1.length_days": -1},
-     ["consolidation.cycle1.length_days = -1", "number > 0.0"]),
+     ["consolidation.cycle1.length_days = -1", "number >= 0.01"]),
     ("section-replaced-by-value", {"induction": 5}, ["induction = 5", "a table"]),
     ("response-sum-above-1", {"response.p_cr": 0.95},
      ["response.p_cr + response.p_cri + response.p_early_death = 1.03", "<= 1"]),
@@ -340,9 +289,95 @@ def test_landmark_before_cgvhd_onset_names_the_landmark_key_and_values() -> None
     assert "90" in message, message
 
 
-def test_unknown_section_from_set_override_is_refused_naming_the_section() -> None:
+def test_unknown_section_from_set_override_is_refused_naming_the_whole_key() -> None:
     message = scenario_error(BASE, ["foo.bar=1"])
-    assert "foo: unknown key" in message
+    assert message.startswith("--set foo.bar=1: foo.bar: unknown section 'foo'"), message
+
+
+@pytest.mark.parametrize(("item", "suggestion"), [
+    ("response.p_ccr=0.9", "did you mean p_cr?"),
+    ("analysis.landmark=18", "did you mean landmark_months?"),
+    ("analysis.p_cr=0.9", "did you mean response.p_cr?"),           # a real key in the wrong section
+    ("donor.haplo=1", "did you mean p_haplo?"),
+])
+def test_unknown_key_suggests_the_closest_allowed_key(item: str, suggestion: str) -> None:
+    message = scenario_error(BASE, [item])
+    assert message.startswith(f"--set {item}: {item.split('=')[0]}: unknown key"), message
+    assert suggestion in message, message
+
+
+def test_typo_in_file_suggests_the_closest_key(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, mutate(BASE_DATA, {"response.p_cr": DELETE, "response.p_ccr": 0.8}))
+    message = scenario_error(path)
+    assert f"{path}: response.p_ccr: unknown key 'p_ccr' (did you mean p_cr?)" in message, message
+
+
+def test_duplicate_key_is_refused_naming_the_key_and_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "twice.toml"
+    path.write_text('extends = "base.toml"\n\n[donor]\np_no_donor = 0.1\np_haplo = 0.5\np_no_donor = 0.2\n',
+                    encoding="utf-8")
+    message = scenario_error(path)
+    assert message == (f"{path}: not valid TOML: donor.p_no_donor is given twice (line 4 and line 6); each key may "
+                       "appear only once in a table: keep one of them"), message
+
+
+def test_duplicate_table_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "twice.toml"
+    path.write_text('[donor]\np_no_donor = 0.1\n\n[donor]\np_haplo = 0.5\n', encoding="utf-8")
+    assert "[donor] is given twice (line 1 and line 4)" in scenario_error(path)
+
+
+def test_file_not_in_utf8_is_refused_with_line_and_column_without_codec_jargon(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "base"\ndescription = "Patients \u00e2g\u00e9s"\n'.encode("latin-1"))
+    message = scenario_error(path)
+    assert message.startswith(f"{path}: not a text file in UTF-8: the character at line 2, column 25"), message
+    assert "codec" not in message and "0x" not in message and "position" not in message
+
+
+def test_utf8_file_with_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.read_bytes())
+    assert load_scenario(path).model_dump() == BASE_DATA
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", 'name = "mine"\n[donor]\np_no_donor = 0.2\n'])
+def test_file_missing_most_sections_suggests_extends(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(text, encoding="utf-8")
+    message = scenario_error(path)
+    assert "a scenario usually starts with extends = " in message, message
+
+
+def test_extends_hint_names_base_toml_beside_the_library(tmp_path: Path) -> None:
+    path = BASE.parent / f"zz-empty-{tmp_path.name}.toml"
+    try:
+        path.write_text("", encoding="utf-8")
+        assert "extends = 'base.toml'" in scenario_error(path)
+    finally:
+        path.unlink()
+
+
+def test_one_missing_section_gives_no_extends_hint(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, mutate(BASE_DATA, {"donor": DELETE}))
+    assert "extends" not in scenario_error(path)
+
+
+@pytest.mark.parametrize("where", ["scenario", "extends"])
+def test_symbolic_link_loop_is_refused_naming_the_file(tmp_path: Path, where: str) -> None:
+    (tmp_path / "a.toml").symlink_to("b.toml")
+    (tmp_path / "b.toml").symlink_to("a.toml")
+    path = tmp_path / "a.toml"
+    if where == "extends":
+        path = tmp_path / "child.toml"
+        path.write_text('extends = "a.toml"\n', encoding="utf-8")
+    message = scenario_error(path)
+    assert "a.toml: a symbolic link that leads back to itself (a link loop)" in message, message
+    assert message.startswith(str(path)), message
+
+
+def test_folder_or_unreadable_scenario_is_refused_naming_it(tmp_path: Path) -> None:
+    assert scenario_error(tmp_path) == f"{tmp_path}: is a folder, not a scenario file"
 
 
 @pytest.mark.parametrize(("key", "fragments"), [case[1:] for case in MISSING], ids=[c[0] for c in MISSING])
@@ -394,7 +429,8 @@ def test_missing_file_is_refused_naming_it(tmp_path: Path) -> None:
     ["consolidation.cycle1.p_death=1", "consolidation.cycle1.p_relapse=0"],
     ["mrd.mfc.p_negative_after_induction=1", "mrd.mfc.p_lose_negativity=1"],
     ["transplant.p_refusal=1"],
-    ["post_transplant.relapse_incidence=0", "post_transplant.nrm_incidence=0"],
+    ["post_transplant.relapse_incidence=0", "post_transplant.nrm_incidence=1e-6"],
+    ["post_transplant.relapse_incidence=1e-6", "post_transplant.nrm_incidence=0"],
     ["post_transplant.agvhd_2_4_day100=1", "post_transplant.agvhd_3_4_day100=1"],
     ["post_transplant.agvhd_2_4_day100=0", "post_transplant.agvhd_3_4_day100=0"],
     ["accrual.ramp_up_months=0", "consolidation.start_gap_days=0", "mrd.mfc.turnaround_days=0"],
@@ -404,6 +440,21 @@ def test_boundary_values_0_and_1_are_accepted_where_the_schema_allows(items: lis
     for item in items:
         key, value = item.split("=")
         assert lookup(scenario.model_dump(), key) == float(value)
+
+
+@pytest.mark.parametrize("command", ["trial", "sweep", "describe"])
+def test_no_post_transplant_risk_at_all_is_refused_by_every_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    # Regression: trial ran this scenario while sweep and describe refused it (no null twin to scale).
+    out = tmp_path / "out"
+    argv = [command, "--set", "post_transplant.relapse_incidence=0", "--set", "post_transplant.nrm_incidence=0"]
+    argv += {"trial": ["--n", "5", "--out", str(out)], "describe": [],
+             "sweep": ["--n", "5", "--reps", "2", "--jobs", "1", "--quiet", "--out", str(out)]}[command]
+    status, stdout, stderr = run_cli(argv, capsys)
+    assert status == 2 and stdout == ""
+    assert "post_transplant.relapse_incidence + post_transplant.nrm_incidence = 0; must be at least 1e-06" in stderr
+    assert "--set post_transplant" in stderr and "null twin" in stderr
+    assert_nothing_written(out)
 
 
 def test_degenerate_scenario_simulates_the_certain_outcome() -> None:
@@ -517,13 +568,21 @@ def test_cli_invalid_file_exits_2_naming_file_and_key_and_writes_nothing(
     assert_nothing_written(out)
 
 
-@pytest.mark.parametrize("kind", ["invalid-toml", "missing-file", "extends-cycle", "missing-parent"])
+@pytest.mark.parametrize("kind", ["invalid-toml", "missing-file", "extends-cycle", "missing-parent", "link-loop",
+                                  "not-utf8", "duplicate-key"])
 def test_cli_unreadable_scenario_exits_2_and_writes_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
     path = tmp_path / "scenario.toml"
     expected = {"invalid-toml": "not valid TOML", "missing-file": "no such scenario file",
-                "extends-cycle": "cycle", "missing-parent": "parent.toml"}[kind]
-    if kind == "invalid-toml":
+                "extends-cycle": "cycle", "missing-parent": "parent.toml", "link-loop": "link loop",
+                "not-utf8": "not a text file in UTF-8", "duplicate-key": "name is given twice"}[kind]
+    if kind == "link-loop":
+        path.symlink_to(path.name)
+    elif kind == "not-utf8":
+        path.write_bytes(b'name = "\xff"\n')
+    elif kind == "duplicate-key":
+        path.write_text('name = "a"\nname = "b"\n', encoding="utf-8")
+    elif kind == "invalid-toml":
         path.write_text("[donor\np_no_donor = 0.1\n", encoding="utf-8")
     elif kind == "extends-cycle":
         path.write_text('extends = "scenario.toml"\n', encoding="utf-8")

@@ -443,15 +443,27 @@ def _count_rows(primary: PrimaryResult, obs: Observed, landmark: float) -> list[
     follow_up = reverse_km_median(time, event) / DAYS_PER_MONTH
     counts = [
         ("enrolled", int(np.count_nonzero(obs.history.draws.enroll_day[:obs.n] <= obs.cutoff_day)),
-         "patients enrolled by the data cutoff"),
-        ("transplanted by the cutoff", primary.n_transplanted, "patients"),
+         "patients enrolled by the data cutoff", ""),
+        ("transplanted by the cutoff", primary.n_transplanted, "patients", ""),
         (f"evaluable at {landmark / DAYS_PER_MONTH:g} months", primary.n_evaluable,
-         "transplanted with an event by the landmark or followed past it"),
-        ("median follow-up after HSCT", follow_up, "months, reverse Kaplan-Meier"),
-        ("trial duration", primary.duration_months, "months from first enrollment to the data cutoff"),
+         "transplanted with an event by the landmark or followed past it", ""),
+        ("median follow-up after HSCT", follow_up, "months, reverse Kaplan-Meier",
+         "" if np.isfinite(follow_up) else _follow_up_reason(event)),
+        ("trial duration", primary.duration_months, "months from first enrollment to the data cutoff", ""),
     ]
     return [{"endpoint": name, "estimate": value, "se": np.nan, "lower": np.nan, "upper": np.nan, "n": np.nan,
-             "events": np.nan, "method": method, "not_evaluable_reason": ""} for name, value, method in counts]
+             "events": np.nan, "method": method, "not_evaluable_reason": reason}
+            for name, value, method, reason in counts]
+
+
+def _follow_up_reason(event: np.ndarray) -> str:
+    """Why the reverse Kaplan-Meier median follow-up does not exist."""
+    if event.size == 0:
+        return "nobody transplanted by the data cutoff"
+    if event.all():
+        return "no transplanted patient was censored (every one had relapse or death), so follow-up has no median"
+    return ("median not reached: the reverse Kaplan-Meier curve stays above 0.5 because most follow-up ended "
+            "in relapse or death")
 
 
 def _row(key: str, name: str, est: Estimate, method: str) -> dict[str, object]:

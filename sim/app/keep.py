@@ -118,8 +118,9 @@ def sweep_arguments(saved: Path, grid: Grid, out: Path) -> list[str]:
 
 def start_report(sweep_command: list[str], saved: Path, grid: Grid, out: Path) -> ReportJob:
     """Run the sweep of a saved scenario in the background (sweep_command: how to call run_sim.py)."""
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "explorer-report.log"
+    # The log sits beside the sweep's folder: the sweep refuses a folder holding files it did not write.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = out.parent / f"{out.name}-report.log"
     with open(log, "wb") as handle:
         process = subprocess.Popen([*sweep_command, *sweep_arguments(saved, grid, out)], stdout=handle,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -9,20 +9,20 @@ summary in words. The console speaks as the sweep's does.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import pandas as pd
 
 from sim.cli.commands import _calibrated, _close, _csv, _executor, _grid_text, _maybe_pdf, _with_overrides
 from sim.cli.console import Console
+from sim.cli.outputs import default_out, existing_results, note, sample_sizes
 from sim.model.monitoring import any_enabled
 from sim.scenario.schema import InputError, key_label, scenario_files
 from sim.study.provenance import (
     code_version,
     iso_time,
     machine,
+    manifest_text,
     package_versions,
     write_atomically,
     write_parquet_atomically,
@@ -52,7 +52,8 @@ def assurance(args: argparse.Namespace) -> int:
     if targets_given:
         raise InputError(f"--set {targets_given[0]}: assurance does not take derived targets; give the inputs "
                          "themselves (or their distributions) with --set")
-    _refuse_other_results(args.out)
+    args.out = default_out(args, "assurance")
+    existing_results(args.out, "assurance", reps=args.reps)
     point, priors = load_uncertain(args.scenario, args.overrides)
     if not priors:
         raise InputError(f"{args.scenario}{_with_overrides(args.overrides)}: no input has a distribution, so assurance "
@@ -63,7 +64,7 @@ def assurance(args: argparse.Namespace) -> int:
         raise InputError(f"{args.scenario}{_with_overrides(args.overrides)}: interim monitoring rules are enabled; "
                          "assurance is computed for the design without them (run_sim.py sweep gives the design's "
                          "characteristics with its rules): set monitoring.<rule>.enabled=false")
-    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    ns = sample_sizes(args)
     if args.at_n is not None and args.at_n not in ns:
         raise InputError(f"--at-n {args.at_n}: not in the n grid ({_grid_text(ns)})")
     study = AssuranceStudy(point, priors, ns, args.reps, args.seed)
@@ -79,7 +80,7 @@ def assurance(args: argparse.Namespace) -> int:
     executor = _executor(args)
     try:
         replicates = run_study(study, args.out / STUDY_FOLDER, executor, args.chunk_size,
-                               progress=console.progress(args.reps), models=models)
+                               progress=console.progress(args.reps), models=models, notify=note)
     finally:
         _close(executor)
     a = point.analysis
@@ -108,7 +109,7 @@ def assurance(args: argparse.Namespace) -> int:
             "importance.csv": _csv(importance.assign(label=importance["input"].map(
                 lambda k: labels.get(k, "true 18-month RFS (a consequence of the inputs)")))),
             "priors.csv": _csv(priors_rows),
-            "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
+            "manifest.json": manifest_text(manifest),
         })
         write_parquet_atomically(replicates, args.out / "replicates.parquet")
     with console.step("HTML report"):
@@ -120,19 +121,6 @@ def assurance(args: argparse.Namespace) -> int:
           "replicates.parquet, manifest.json")
     console.say(f"Done in {console.elapsed():.1f} s from the start of the command.")
     return 0
-
-
-def _refuse_other_results(out: Path) -> None:
-    """An output folder holding another command's results is not overwritten."""
-    manifest = out / "manifest.json"
-    if not manifest.is_file():
-        return
-    try:
-        command = json.loads(manifest.read_text(encoding="utf-8")).get("command")
-    except (OSError, ValueError, AttributeError):
-        command = None
-    if command != "assurance":
-        raise InputError(f"{out}: holds results of {command or 'another command'}; use another --out folder")
 
 
 def reference_n(table: pd.DataFrame, targets: tuple[float, ...]) -> int:

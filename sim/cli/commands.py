@@ -8,7 +8,6 @@ so that `describe` answers in well under a second.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -16,11 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sim.cli.outputs import default_out, existing_results, manifest_in, note, sample_sizes
 from sim.scenario.schema import DAYS_PER_MONTH, InputError, ScenarioError, scenario_files
 from sim.study.provenance import (
     code_version,
     iso_time,
     machine,
+    manifest_text,
     package_versions,
     write_atomically,
     write_parquet_atomically,
@@ -28,9 +29,6 @@ from sim.study.provenance import (
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-DEFAULT_SCENARIO = "scenarios/base.toml"
 
 
 CLUSTER_OPTIONS = ("cluster_jobs", "cores", "memory", "walltime", "queue", "account", "job_name", "log_dir",
@@ -88,6 +86,8 @@ def trial(args: argparse.Namespace) -> int:
 
     scenario, solved = _load(args)
     post_model = _calibrated(args, calibrate, scenario)
+    args.out = default_out(args, "trial")
+    previous = existing_results(args.out, "trial")
     history = simulate_trial(scenario, args.n, args.seed, post_model=post_model, monitor=True)
     patients = patients_table(history)
     obs = observe(history)
@@ -113,7 +113,7 @@ def trial(args: argparse.Namespace) -> int:
         "adtte.csv": adtte(history).to_csv(index=False, lineterminator="\n"),
         "flow.csv": flow.to_csv(index=False, lineterminator="\n"),
         "endpoints.csv": results.to_csv(index=False, float_format="%.6g", lineterminator="\n"),
-        "manifest.json": json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+        "manifest.json": manifest_text(manifest),
         "km_rfs_os.png": survival_figure(obs, a.landmark_months, a.p0),
         "cumulative_incidence.png": incidence_figure(obs, a.landmark_months),
         "patient_flow.png": flow_figure(flow),
@@ -130,13 +130,23 @@ def trial(args: argparse.Namespace) -> int:
     print(f"\nEndpoints at the final analysis (data cutoff on day {obs.cutoff_day:.0f}, "
           f"{obs.cutoff_day / DAYS_PER_MONTH:.1f} months after the first site opened):")
     print(format_endpoints(results))
-    p = results.iloc[0]
-    print(f"  primary test ({p.test}): statistic {p.statistic:.3f}, one-sided p = {p.p_value:.4f}, H0 S <= "
-          f"{p.null_value:g} {'rejected' if p.reject else 'not rejected'} at alpha {p.alpha:g}"
-          + (f" ({p.test_reason})" if p.test_reason else ""))
+    print(f"  {primary_test_text(results.iloc[0])}")
     print(f"\nWrote adsl.csv, adtte.csv (analysis datasets at the cutoff), endpoints.csv, latent_patients.csv, "
           f"latent_events.csv, flow.csv, manifest.json and 3 figures to {args.out}/ (columns: docs/datasets.md)")
+    if previous and (previous.get("seed"), previous.get("n")) != (args.seed, args.n):
+        note(f"replaced the files of the previous trial in {args.out}/ (seed {previous.get('seed')}, "
+             f"n {previous.get('n')})")
     return 0
+
+
+def primary_test_text(p: pd.Series) -> str:
+    """The primary test as printed: statistic, p-value and decision, or why there is no statistic."""
+    decision = f"H0 S <= {p.null_value:g} {'rejected' if p.reject else 'not rejected'} at alpha {p.alpha:g}"
+    reason = f" ({p.test_reason})" if p.test_reason else ""
+    if not np.isfinite(p.statistic):
+        p_text = f"one-sided p = {p.p_value:.4f}, " if np.isfinite(p.p_value) else ""
+        return f"primary test ({p.test}): no test statistic{reason}; {p_text}{decision}"
+    return f"primary test ({p.test}): statistic {p.statistic:.3f}, one-sided p = {p.p_value:.4f}, {decision}{reason}"
 
 
 def _with_monitoring(results: pd.DataFrame, history) -> pd.DataFrame:
@@ -192,8 +202,10 @@ def sweep(args: argparse.Namespace) -> int:
     started = time.time()
     scenario, solved = _load(args)
     models = _calibrated(args, arm_models, scenario)
-    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    ns = sample_sizes(args)
     study = Study(scenario, ns, args.reps, args.seed, args.endpoints)
+    args.out = default_out(args, "sweep")
+    existing_results(args.out, "sweep", reps=args.reps)
     targets = tuple(args.target_power)
     console.say(f"Sizing study of {scenario.name!r} ({args.scenario}{_with_overrides(args.overrides)}): "
                 f"{args.reps} replicates x {len(ns)} sample sizes (n = {_grid_text(ns)}) x 3 arms (the scenario, "
@@ -218,7 +230,7 @@ def sweep(args: argparse.Namespace) -> int:
 
     try:
         results = run_sizing(study, args.out, executor, solve_truths, targets, models, args.chunk_size,
-                             progress=console.progress(args.reps), refine_progress=refine_progress)
+                             progress=console.progress(args.reps), refine_progress=refine_progress, notify=note)
     finally:
         _close(executor)
     a = scenario.analysis
@@ -250,7 +262,7 @@ def sweep(args: argparse.Namespace) -> int:
             "power_curve.png": power_figure(results.oc_primary, targets, a, truths["design"]["rfs"], args.reps),
             "resources.csv": _csv(forecast(usages)),
             "resources_totals.csv": _csv(trial_totals(usages)),
-            "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
+            "manifest.json": manifest_text(manifest),
         })
         write_parquet_atomically(results.replicates, args.out / "replicates.parquet")
         if len(results.refined):
@@ -321,7 +333,7 @@ def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFram
              "not evaluable  duration (months)"]
     for r in rows.itertuples(index=False):
         type1 = f"{r.type1:6.3f} ({r.type1_mcse:.3f})" if r.type1 == r.type1 else " " * 14 + "-"
-        width = f"{r.halfwidth_mean:13.3f}" if r.halfwidth_mean == r.halfwidth_mean else " " * 12 + "-"
+        width = f"{r.halfwidth_mean:13.3f}" if r.halfwidth_mean == r.halfwidth_mean else f"{'n/a':>13}"
         lines.append(f"{r.n:4d}  {r.transplanted_mean:12.1f}  {r.evaluable_mean:9.1f}  "
                      f"{r.power:6.3f} ({r.power_mcse:.3f})  {r.power_alt:6.3f} ({r.power_alt_mcse:.3f})  {type1}  "
                      f"{width}  {r.p_not_evaluable:13.3f}  {r.duration_months_mean:17.1f}")
@@ -329,6 +341,9 @@ def format_power_table(oc: pd.DataFrame, sizes: pd.DataFrame, drops: pd.DataFram
                  f"nominal alpha {alpha:g}; rows with '-': sample sizes added around the required n, every one in "
                  "power_all_n.csv; "
                  "MCSE = Monte Carlo standard error)")
+    if rows["halfwidth_mean"].isna().any():
+        lines.append("(n/a: fewer than 2 replicates had an estimate at that n, so the CI half-width is not evaluable; "
+                     "see 'not evaluable')")
     for s in sizes.itertuples(index=False):
         at = "the scenario's own RFS" if s.at == "scenario" else "p1"
         lines.append(f"power {s.target_power:g} at {at}: {required_n_text(s)}")
@@ -344,6 +359,13 @@ def _cores(jobs: int) -> int:
 
 
 def describe(args: argparse.Namespace) -> int:
+    """Print what a scenario implies; everything is computed before anything is printed."""
+    print(describe_report(args))
+    return 0
+
+
+def describe_report(args: argparse.Namespace) -> str:
+    """The text `describe` prints (raises InputError before any of it is shown if the scenario cannot be used)."""
     from sim.scenario.calibrate import calibrate, true_endpoints
     from sim.scenario.waiting import mean_days_to_hsct
     from sim.study.design import (
@@ -358,41 +380,56 @@ def describe(args: argparse.Namespace) -> int:
     a = scenario.analysis
     lm = a.landmark_months
     truth = true_endpoints(model, lm * DAYS_PER_MONTH)
-    print(f"Scenario {scenario.name!r} ({args.scenario}): {scenario.description}\n")
-    print("True values after HSCT (from the calibrated hazards, not simulated):")
-    print(f"  {lm:g}-month RFS {truth['rfs']:.3f}   OS {truth['os']:.3f}   GRFS {truth['grfs']:.3f}")
-    print(f"  {lm:g}-month relapse incidence {truth['relapse_cif']:.3f}   NRM incidence {truth['nrm_cif']:.3f}")
-    print(f"  acute GVHD II-IV {truth['agvhd_2_4_day100']:.3f} and III-IV {truth['agvhd_3_4_day100']:.3f} by day "
-          f"100; chronic GVHD {truth['cgvhd_cif']:.3f} at {lm:g} months")
-    print(f"  H0: S({lm:g} months) <= p0 = {a.p0}; design alternative p1 = {a.p1}\n")
-    print("Reaching HSCT, stage by stage:")
+    lines: list[str] = []
+    lines.append(f"Scenario {scenario.name!r} ({args.scenario}): {scenario.description}\n")
+    lines.append("True values after HSCT (from the calibrated hazards, not simulated):")
+    lines.append(f"  {lm:g}-month RFS {truth['rfs']:.3f}   OS {truth['os']:.3f}   GRFS {truth['grfs']:.3f}")
+    lines.append(f"  {lm:g}-month relapse incidence {truth['relapse_cif']:.3f}   NRM incidence {truth['nrm_cif']:.3f}")
+    lines.append(f"  acute GVHD II-IV {truth['agvhd_2_4_day100']:.3f} and III-IV {truth['agvhd_3_4_day100']:.3f} "
+                 f"by day 100; chronic GVHD {truth['cgvhd_cif']:.3f} at {lm:g} months")
+    lines.append(f"  H0: S({lm:g} months) <= p0 = {a.p0}; design alternative p1 = {a.p1}\n")
+    lines.append("Reaching HSCT, stage by stage:")
     cumulative = 1.0
     for stage, p in stage_probabilities(scenario):
         cumulative *= p
-        print(f"  {stage:<54} {p:6.3f}   cumulative {cumulative:6.3f}")
+        lines.append(f"  {stage:<54} {p:6.3f}   cumulative {cumulative:6.3f}")
     reach = p_reach_hsct(scenario)
-    print(f"  P(an enrolled patient is transplanted) = {reach:.3f}; on average "
-          f"{mean_days_to_hsct(scenario) / DAYS_PER_MONTH:.1f} months from enrollment to HSCT\n")
-    print(derived_text(scenario, solved))
-    print(rules_text(scenario, args.n))
-    print(priors_text(args))
+    to_hsct = mean_days_to_hsct(scenario) / DAYS_PER_MONTH
+    lines.append(f"  P(an enrolled patient is transplanted) = {reach:.3f}; "
+                 + (f"on average {to_hsct:.1f} months from enrollment to HSCT\n"
+                    if np.isfinite(to_hsct) and reach > 0 else "no time to HSCT (nobody reaches it)\n"))
+    lines.append(derived_text(scenario, solved))
+    lines.append(rules_text(scenario, args.n))
+    lines += [priors_text(args)] if priors_text(args) else []
     acc = scenario.accrual
     full = acc.n_sites * acc.screened_per_site_month * (1 - acc.screen_fail_prob)
-    print(f"Accrual: {full:.2f} enrolled/month once all {acc.n_sites} sites are open "
+    rate = f"{full:.2f}" if full >= 0.01 else f"{full:.2g}"
+    lines.append(f"Accrual: {rate} enrolled/month once all {acc.n_sites} sites are open "
           f"(over {acc.ramp_up_months:g} months); {args.n} enrolled after about "
           f"{expected_accrual_months(scenario, args.n):.1f} months\n")
-    print(f"First-order normal-approximation sample size (test {a.test}, one-sided alpha {a.alpha}):")
+    lines.append(f"First-order normal-approximation sample size (test {a.test}, one-sided alpha {a.alpha}):")
     alternatives = ((f"true RFS {truth['rfs']:.3f}", None), (f"p1 = {a.p1}", a.p1))
-    needed = {label: normal_approx_transplanted(scenario, model, list(args.target_power), s1)
-              for label, s1 in alternatives}
+    with np.errstate(all="ignore"):
+        needed = {label: normal_approx_transplanted(scenario, model, list(args.target_power), s1)
+                  for label, s1 in alternatives}
     for k, power in enumerate(args.target_power):
-        for label, _ in alternatives:
-            n_tx = needed[label][k]
-            print(f"  power {power:g} against {label:<16}: {np.ceil(n_tx):4.0f} transplanted -> "
-                  f"{np.ceil(n_tx / reach) if reach > 0 else float('inf'):4.0f} enrolled")
-    print("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the data "
-          "cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
-    return 0
+        for label, s1 in alternatives:
+            lines.append(f"  power {power:g} against {label:<16}: "
+                  + _approximate_n_text(needed[label][k], a.p0, truth["rfs"] if s1 is None else s1, reach))
+    lines.append("\nReminder: this formula is a first-order guide. Small samples, discreteness and censoring at the "
+                 "data cutoff move power by several points; the simulation (python run_sim.py sweep) is the answer.")
+    return "\n".join(lines)
+
+
+def _approximate_n_text(n_tx: float, p0: float, alternative: float, reach: float) -> str:
+    """'N transplanted -> M enrolled', or why the normal approximation gives no number."""
+    if alternative <= p0:
+        return f"not computable: RFS {alternative:.3f} is not above p0 = {p0}, so no sample size gives this power"
+    if not np.isfinite(n_tx):
+        return "not computable: the variance of the estimate at the landmark is not finite here"
+    if reach <= 0:
+        return f"{np.ceil(n_tx):4.0f} transplanted -> not computable: nobody reaches HSCT in this scenario"
+    return f"{np.ceil(n_tx):4.0f} transplanted -> {np.ceil(n_tx / reach):4.0f} enrolled"
 
 
 def rules_text(scenario, n: int) -> str:
@@ -446,19 +483,26 @@ REPORT_FILES = {"sweep": ("manifest.json", "oc.csv", "power_all_n.csv", "require
 
 def report(args: argparse.Namespace) -> int:
     """(Re)write the HTML report of any results folder: sweep, compare, sensitivity or assurance."""
-    manifest_path = args.out / "manifest.json"
-    try:
-        command = json.loads(manifest_path.read_text(encoding="utf-8")).get("command")
-    except (OSError, ValueError, AttributeError):
+    if not args.out.is_dir():
+        raise InputError(f"{args.out}: not a folder; give a results folder of sweep, compare, sensitivity or "
+                         "assurance")
+    command = (manifest_in(args.out) or {}).get("command")
+    if command is None:
         raise InputError(f"{args.out}: not a results folder of sweep, compare, sensitivity or assurance (no "
-                         "readable manifest.json)") from None
+                         "manifest.json)")
     if command not in REPORT_FILES:
         raise InputError(f"{args.out}: a results folder of {command!r}; reports exist for sweep, compare, "
                          "sensitivity and assurance")
     missing = [name for name in REPORT_FILES[command] if not (args.out / name).is_file()]
     if missing:
         raise InputError(f"{args.out}: incomplete {command} folder (missing {', '.join(missing)}); rerun {command}")
-    path = write_any_report(args.out, command)
+    try:
+        path = write_any_report(args.out, command)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:  # a folder edited or damaged by hand
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{args.out}: its files cannot be read as the results of a {command} "
+                         f"({type(exc).__name__}: {str(exc)[:200]}); rerun the {command} to rewrite them") from None
     print(f"Wrote {path}")
     _maybe_pdf(args, path)
     return 0

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
 from sim.cli import commands
-from sim.cli.commands import DEFAULT_SCENARIO
+from sim.cli.outputs import DEFAULT_SCENARIO, MAX_N, MAX_REPS, MAX_SIZES
 from sim.scenario.schema import InputError
 
 
@@ -46,14 +47,16 @@ def _parser() -> argparse.ArgumentParser:
 
     trial = sub.add_parser("trial", help="simulate one virtual trial and write its patient histories")
     _scenario_args(trial)
-    trial.add_argument("--n", type=_positive_int, default=60, help="patients to enroll (default 60)")
+    trial.add_argument("--n", type=_sample_size, default=60, help=f"patients to enroll (default 60, at most {MAX_N})")
     trial.add_argument("--seed", type=_nonneg_int, default=7, help="master random seed (default 7)")
-    trial.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (default results/demo)")
+    trial.add_argument("--out", type=Path, default=None,
+                       help="output folder (default results/<scenario file name>-trial)")
     trial.set_defaults(command=commands.trial)
 
     sweep = sub.add_parser("sweep", help="sizing study: power and precision over sample sizes (the default)")
     _scenario_args(sweep)
-    _study_args(sweep, n_default=list(range(20, 101, 10)), reps=2000, endpoints="all", out="results/base")
+    _study_args(sweep, n_default=list(range(20, 101, 10)), reps=2000, endpoints="all",
+                out="results/<scenario file name>")
     sweep.set_defaults(command=commands.sweep)
 
     compare = sub.add_parser("compare", help="several scenarios or variants over n, with common random numbers")
@@ -63,20 +66,23 @@ def _parser() -> argparse.ArgumentParser:
                          help="a variant of the first scenario (repeatable)")
     compare.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                          help="override applied to every scenario (repeatable)")
-    _study_args(compare, n_default=list(range(20, 101, 20)), reps=1000, endpoints="all", out="results/compare")
+    _study_args(compare, n_default=list(range(20, 101, 20)), reps=1000, endpoints="all",
+                out="results/compare-<scenario and variant names>")
     compare.set_defaults(command=_lazy("whatif_commands", "compare"))
 
     sensitivity = sub.add_parser("sensitivity", help="one-way sensitivity of power: a tornado over parameter ranges")
     _scenario_args(sensitivity)
     sensitivity.add_argument("--vary", action="append", required=True, metavar="SECTION.KEY=LO:HI:K",
                              help="a parameter and K values from LO to HI (repeatable)")
-    _study_args(sensitivity, n_default=[60], reps=1000, endpoints="primary", out="results/sensitivity")
+    _study_args(sensitivity, n_default=[60], reps=1000, endpoints="primary",
+                out="results/<scenario file name>-sensitivity")
     sensitivity.set_defaults(command=_lazy("whatif_commands", "sensitivity"))
 
     assurance = sub.add_parser("assurance", help="probability of success over uncertain inputs (distributions in "
                                                  "the scenario) and which assumption it hangs on")
     _scenario_args(assurance, default="scenarios/evidence.toml")
-    _study_args(assurance, n_default=list(range(20, 101, 10)), reps=2000, endpoints=None, out="results/assurance")
+    _study_args(assurance, n_default=list(range(20, 101, 10)), reps=2000, endpoints=None,
+                out="results/<scenario file name>-assurance")
     assurance.add_argument("--at-n", type=_positive_int, metavar="N", help="sample size of the ranking and the "
                            "headline (default: the smallest grid n whose power at the central values reaches the "
                            "first --target-power)")
@@ -84,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
     describe = sub.add_parser("describe", help="what a scenario implies, without simulating (under a second)")
     _scenario_args(describe)
-    describe.add_argument("--n", type=_positive_int, default=60, help="enrollment for the accrual time (default 60)")
+    describe.add_argument("--n", type=_sample_size, default=60, help="enrollment for the accrual time (default 60)")
     describe.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
     describe.set_defaults(command=commands.describe)
 
@@ -164,7 +170,8 @@ def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int
     spec = f"{n_default[0]}:{n_default[-1]}:{n_default[1] - n_default[0]}" if len(n_default) > 1 else str(n_default[0])
     parser.add_argument("--n", nargs="+", type=_n_spec, default=[n_default], metavar="N",
                         help=f"sample sizes: START:STOP:STEP (inclusive) and/or single values (default {spec})")
-    parser.add_argument("--reps", type=_positive_int, default=reps, help=f"replicates per sample size (default {reps})")
+    parser.add_argument("--reps", type=_replicates, default=reps,
+                        help=f"replicates per sample size (default {reps}, from 2 to {MAX_REPS:,})")
     parser.add_argument("--seed", type=_nonneg_int, default=1, help="master random seed (default 1)")
     parser.add_argument("--jobs", type=_jobs, default=-1,
                         help="parallel processes on this machine (--backend loky), -1 = all cores (default -1)")
@@ -179,7 +186,7 @@ def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int
                             help=f"primary: primary and ITT only (fastest); all: every secondary endpoint too "
                                  f"(default {endpoints})")
     parser.add_argument("--target-power", nargs="+", type=_probability, default=[0.8, 0.9], metavar="P")
-    parser.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default {out})")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {out})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
     parser.add_argument("--pdf", action="store_true", help="also print the report to report.pdf (headless Chromium)")
 
@@ -215,16 +222,6 @@ def _memory(text: str) -> str:
     return text
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a number > 0")
-    return value
-
-
 def _scenario_args(parser: argparse.ArgumentParser, default: str = DEFAULT_SCENARIO) -> None:
     parser.add_argument("--scenario", default=default, help=f"scenario TOML file (default {default})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -237,20 +234,41 @@ def _n_spec(text: str) -> list[int]:
             start, stop, step = (int(part) for part in text.split(":"))
             if step < 1 or stop < start:
                 raise ValueError
-            values = list(range(start, stop + 1, step))
+            values = range(start, stop + 1, step)
         else:
-            values = [int(text)]
+            values = range(int(text), int(text) + 1)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected START:STOP:STEP or an integer") from None
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: sample sizes must be >= 1")
-    return values
+    if values[0] < 1 or values[-1] > MAX_N:
+        raise argparse.ArgumentTypeError(f"{text!r}: sample sizes must be from 1 to {MAX_N:,}")
+    if len(values) > MAX_SIZES:
+        raise argparse.ArgumentTypeError(f"{text!r}: {len(values):,} sample sizes; at most {MAX_SIZES} in one "
+                                         "grid (use a larger STEP)")
+    return list(values)
 
 
 def _jobs(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else 0
-    if value == 0 or value < -1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of processes or -1 (all cores)")
+    value = int(text) if text.lstrip("-").isdigit() and len(text) < 10 else 0
+    most = 4 * (os.cpu_count() or 1)
+    if value == 0 or value < -1 or value > most:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of processes from 1 to {most} (4 per core "
+                                         "of this machine) or -1 (all cores)")
+    return value
+
+
+def _sample_size(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_N:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_N:,} patients")
+    return value
+
+
+def _replicates(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 2 replicates (a Monte Carlo standard error needs two)")
+    if value > MAX_REPS:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_REPS:,} replicates per sample size")
     return value
 
 

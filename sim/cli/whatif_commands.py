@@ -8,13 +8,11 @@ sweep's does. A sensitivity value equal to the scenario as given is not simulate
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import pandas as pd
 
 from sim.cli.commands import (
-    DEFAULT_SCENARIO,
     _calibrated,
     _close,
     _csv,
@@ -24,15 +22,16 @@ from sim.cli.commands import (
     _with_overrides,
 )
 from sim.cli.console import Console
+from sim.cli.outputs import DEFAULT_SCENARIO, default_out, existing_results, note, sample_sizes
 from sim.scenario.schema import InputError, ScenarioError, key_label, scenario_files
 from sim.study.oc import required_n_text
-from sim.study.provenance import code_version, iso_time, machine, package_versions, write_atomically
+from sim.study.provenance import code_version, iso_time, machine, manifest_text, package_versions, write_atomically
 from sim.study.targets import load_with_targets
 
 COMPARE_FORECAST_REPS = 100  # trials per scenario behind the comparison's resource totals
 
 
-def _solve_all(scenarios: dict) -> dict:
+def _solve_all(scenarios: dict, origins: dict[str, str]) -> dict:
     from sim.study.runner import arm_models
 
     models = {}
@@ -40,8 +39,18 @@ def _solve_all(scenarios: dict) -> dict:
         try:
             models[name] = arm_models(scenario)
         except ScenarioError as exc:
-            raise ScenarioError(f"scenario {name!r}: {exc}") from None
+            raise ScenarioError(f"{origins[name]} (scenario {name!r}): {exc}") from None
     return models
+
+
+def _compare_origins(args: argparse.Namespace, files: list[str], names: list[str]) -> dict[str, str]:
+    """Where each compared scenario comes from, for messages: its file or its --variant, and any --set."""
+    from sim.study.whatif import parse_variant
+
+    overrides = "".join(f" --set {item}" for item in args.overrides)
+    origins = dict(zip(names, files, strict=False))
+    origins |= {parse_variant(text)[0]: f"{files[0]} with --variant {text}" for text in args.variant}
+    return {name: origin + (f" with{overrides}" if overrides else "") for name, origin in origins.items()}
 
 
 def _run(args: argparse.Namespace, console: Console, scenarios: dict, models: dict, ns: tuple[int, ...],
@@ -55,7 +64,8 @@ def _run(args: argparse.Namespace, console: Console, scenarios: dict, models: di
     executor = _executor(args)
     try:
         return run_scenarios(scenarios, models, ns, args.reps, args.seed, args.endpoints, args.out, executor,
-                             args.chunk_size, tuple(args.target_power), progress=progress, itt_truth=itt_truth)
+                             args.chunk_size, tuple(args.target_power), progress=progress, itt_truth=itt_truth,
+                             notify=note)
     finally:
         _close(executor)
 
@@ -73,8 +83,10 @@ def compare(args: argparse.Namespace) -> int:
     scenarios = named_scenarios(files, args.variant, args.overrides)
     if len(scenarios) < 2:
         raise InputError("compare needs at least two scenarios: repeat --scenario, or add --variant NAME:KEY=VALUE")
-    models = _solve_all(scenarios)
-    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    models = _solve_all(scenarios, _compare_origins(args, files, list(scenarios)))
+    ns = sample_sizes(args, len(scenarios))
+    args.out = default_out(args, "compare")
+    existing_results(args.out, "compare", reps=args.reps, same={"scenarios": list(scenarios)})
     console.say(f"Comparing {len(scenarios)} scenarios ({', '.join(scenarios)}): {args.reps} replicates x "
                 f"{len(ns)} sample sizes (n = {_grid_text(ns)}) each, seed {args.seed} for all (common random "
                 f"numbers), writing to {args.out}/")
@@ -118,7 +130,7 @@ def compare(args: argparse.Namespace) -> int:
             "compare_power.png": compare_figure(primary, tuple(args.target_power),
                                                 f"Power by scenario: {args.reps} simulated trials per n each, "
                                                 "common random numbers"),
-            "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=float) + "\n",
+            "manifest.json": manifest_text(manifest),
         })
     with console.step("HTML report"):
         report = write_compare_report(args.out)
@@ -184,7 +196,10 @@ def sensitivity(args: argparse.Namespace) -> int:
             except ScenarioError as exc:
                 raise ScenarioError(f"--vary {spec}: at {item}: {exc}") from None
             scenarios[name] = scenario
-    ns = tuple(sorted({n for spec in args.n for n in spec}))
+    ns = sample_sizes(args, len(scenarios))
+    args.out = default_out(args, "sensitivity")
+    existing_results(args.out, "sensitivity", reps=args.reps,
+                     same={"scenario_file": str(args.scenario), "overrides": args.overrides, "vary": args.vary})
     console.say(f"One-way sensitivity of {base.name!r} ({args.scenario}{_with_overrides(args.overrides)}): "
                 f"{len(scenarios)} scenarios ({len(aliases)} values equal to the scenario as given are not "
                 f"simulated again), {args.reps} replicates x n = {_grid_text(ns)}, seed {args.seed}, writing to "
@@ -211,14 +226,13 @@ def sensitivity(args: argparse.Namespace) -> int:
             "sensitivity.csv": _csv(table),
             "tornado.csv": _csv(tornado.assign(label=tornado["key"].map(labels_text))),
             "tornado.png": tornado_figure(tornado, base_summary, labels_text, ns, args.reps),
-            "manifest.json": json.dumps({
+            "manifest.json": manifest_text({
                 "command": "sensitivity", "scenario_file": str(args.scenario), "overrides": args.overrides,
                 "vary": args.vary, "n": list(ns), "reps": args.reps, "seed": args.seed, "endpoints": args.endpoints,
                 "target_power": list(args.target_power), "scenario": base.model_dump(), "base": base_summary,
                 "scenario_files": scenario_files(args.scenario), "versions": package_versions(),
                 "code_version": code_version(), "machine": machine(), "started": iso_time(started),
-                "finished": iso_time(finished), "wall_seconds": round(finished - started, 2)},
-                indent=2, sort_keys=True, default=float) + "\n",
+                "finished": iso_time(finished), "wall_seconds": round(finished - started, 2)}),
         })
         report = write_sensitivity_report(args.out)
     _maybe_pdf(args, report)

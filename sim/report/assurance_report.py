@@ -9,7 +9,6 @@ distribution with its source, the scenario as run, how to read the report, and r
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -19,11 +18,12 @@ from sim.report.headline import percent
 from sim.report.html import DOCS_NOTE, img, page, section, table, write_page
 from sim.scenario.priors import Dirichlet, Marginal, Priors
 from sim.scenario.schema import Scenario
+from sim.study.provenance import read_manifest
 
 
 def write_assurance_report(out: Path) -> Path:
     """Build OUT/report.html from an assurance study's outputs; returns its path."""
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(out)
     results = pd.read_csv(out / "assurance.csv")
     importance = pd.read_csv(out / "importance.csv")
     priors_rows = pd.read_csv(out / "priors.csv", keep_default_na=False)

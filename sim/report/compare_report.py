@@ -11,7 +11,6 @@ differences (common random numbers), secondary endpoints and reproducibility.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +20,7 @@ from sim.report.headline import percent
 from sim.report.html import DOCS_NOTE, img, page, section, table, write_page
 from sim.scenario.schema import key_label
 from sim.study.oc import required_n_text
+from sim.study.provenance import read_manifest
 
 RESOURCE_COLUMNS = (("blinatumomab_vials", "blinatumomab vials"), ("bed_days_transplant", "transplant bed-days"),
                     ("bed_days_vip", "VIP bed-days"), ("transplant_admissions", "transplant admissions"),
@@ -29,7 +29,7 @@ RESOURCE_COLUMNS = (("blinatumomab_vials", "blinatumomab vials"), ("bed_days_tra
 
 def write_compare_report(out: Path) -> Path:
     """Build OUT/report.html from a compare run."""
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(out)
     oc = pd.read_csv(out / "compare_oc.csv")
     sizes = pd.read_csv(out / "compare_required_n.csv")
     diffs = pd.read_csv(out / "compare_differences.csv")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from sim.study.provenance import write_atomically
 
 STYLE = """
 body { font-family: Helvetica, Arial, sans-serif; max-width: 1050px; margin: 2em auto; color: #222; line-height: 1.45;
@@ -47,6 +48,20 @@ DOCS_NOTE = ("How to read this report, in plain words: docs/reading-a-report.md 
              "output files: docs/datasets.md.")
 
 
+NOT_EVALUABLE_NOTE = ('<p class="note">n/a: fewer than 2 simulated trials had an estimate at that n, so the measure '
+                      "is not evaluable (the column &ldquo;not evaluable&rdquo; gives the share without one).</p>")
+
+
+def shown(fmt: str, value: float) -> str:
+    """A number in the given format, or 'n/a' where it is not finite (NOT_EVALUABLE_NOTE says why)."""
+    return fmt.format(value) if value == value and abs(float(value)) != float("inf") else "n/a"
+
+
+def with_note(table_html: str) -> str:
+    """A table followed by the n/a note when any of its cells is n/a."""
+    return table_html + (NOT_EVALUABLE_NOTE if "<td>n/a</td>" in table_html else "")
+
+
 def section(title: str, body: str) -> str:
     return f"<h2>{html.escape(title)}</h2>{body}"
 
@@ -70,16 +85,9 @@ def page(title: str, sections: list[str]) -> str:
 
 
 def write_page(out: Path, text: str, name: str = "report.html") -> Path:
-    """Write the report atomically into OUT/ (readable by others, like any file the user writes)."""
-    path = out / name
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-    return path
+    """Write the report atomically into OUT/ (readable by others; a failed write is an InputError, exit 2)."""
+    write_atomically(out, {name: text})
+    return out / name
 
 
 def chromium() -> str | None:

@@ -9,18 +9,18 @@ P(reach HSCT) it implies, the scenario as given, and reproducibility.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from sim.report.headline import percent
 from sim.report.html import DOCS_NOTE, img, page, section, table, write_page
+from sim.study.provenance import read_manifest
 
 
 def write_sensitivity_report(out: Path) -> Path:
     """Build OUT/report.html from a sensitivity run."""
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(out)
     table_rows = pd.read_csv(out / "sensitivity.csv")
     tornado = pd.read_csv(out / "tornado.csv")
     base = manifest["base"]

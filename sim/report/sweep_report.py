@@ -11,7 +11,6 @@ run (overrides marked) with its sources, how to read the report, and reproducibi
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -19,12 +18,13 @@ import pandas as pd
 from sim.analysis.endpoints import SECONDARY, observe
 from sim.model.pathway import simulate_trial
 from sim.report.headline import Headline, headline, percent, title
-from sim.report.html import DOCS_NOTE, img, page, section, table, write_page
+from sim.report.html import DOCS_NOTE, img, page, section, shown, table, with_note, write_page
 from sim.report.rules import enabled_rules, monitoring_sentence, monitoring_table, rule_sentences
 from sim.report.study_figures import expected_flow_figure, power_figure, precision_figure, resources_figure
 from sim.report.trial_figures import incidence_figure, survival_figure
 from sim.scenario.schema import Scenario
 from sim.study.oc import required_n_text
+from sim.study.provenance import read_manifest
 
 OC_COLUMNS = (("n", "n enrolled", "{:.0f}"), ("transplanted_mean", "transplanted (mean)", "{:.1f}"),
               ("evaluable_mean", "evaluable (mean)", "{:.1f}"), ("power", "power (scenario)", "{:.3f}"),
@@ -37,7 +37,7 @@ OC_COLUMNS = (("n", "n enrolled", "{:.0f}"), ("transplanted_mean", "transplanted
 
 def sweep_headline(out: Path) -> tuple[Headline, dict]:
     """The headline rebuilt from a sweep folder's files (the numbers of power_all_n.csv and required_n.csv)."""
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(out)
     scenario = Scenario.model_validate(manifest["scenario"])
     power = pd.read_csv(out / "power_all_n.csv")
     sizes = pd.read_csv(out / "required_n.csv")
@@ -129,11 +129,13 @@ def _required_table(sizes: pd.DataFrame, power: pd.DataFrame, p1: float, true_rf
 def _oc_table(power: pd.DataFrame) -> str:
     rows = power[power["analysis"] == "rfs"].sort_values("n")
 
-    def cell(value: float, fmt: str) -> str:
-        return "-" if value != value else fmt.format(value)
+    def cell(r, column: str, fmt: str) -> str:
+        value = getattr(r, column)
+        refined = r.type1 != r.type1      # a sample size added around a required n: no null twin, no secondaries
+        return "-" if value != value and refined else shown(fmt, value)
 
-    return (table([label for _, label, _ in OC_COLUMNS],
-                  [[cell(getattr(r, col), fmt) for col, _, fmt in OC_COLUMNS] for r in rows.itertuples()])
+    return (with_note(table([label for _, label, _ in OC_COLUMNS],
+                            [[cell(r, col, fmt) for col, _, fmt in OC_COLUMNS] for r in rows.itertuples()]))
             + "<p class=\"note\">The simulated grid and each required n. '-': a sample size added around a "
               "required n (the scenario and p1 only); every simulated n is in power_all_n.csv. MCSE: Monte Carlo "
               "standard error.</p>")
@@ -175,15 +177,17 @@ def _secondary_table(oc: pd.DataFrame, n: int, analysis, truths: dict[str, float
     for r in rows.itertuples():
         label = labels[r.analysis][0].format(lm=lm, assay="").replace(" ()", "")
         mcse = truths.get(f"{r.analysis}_mcse")
-        true = f"{r.true:.3f}" + (f" (simulated, MCSE {mcse:.3f})" if mcse is not None and mcse == mcse else "")
-        out.append([label, true, f"{r.mean:.3f}", f"{r.bias:+.4f}", f"{r.empse:.3f}", f"{r.coverage:.3f}",
+        true = shown("{:.3f}", r.true) + (f" (simulated, MCSE {mcse:.3f})" if mcse is not None and mcse == mcse
+                                           else "")
+        out.append([label, true, *(shown(fmt, value) for fmt, value in (("{:.3f}", r.mean), ("{:+.4f}", r.bias),
+                                                                         ("{:.3f}", r.empse), ("{:.3f}", r.coverage))),
                     f"{r.p_not_evaluable:.3f}"])
     note = ("<p class=\"note\">True values are calculated from the scenario's hazards, except those marked "
             "simulated: endpoints from enrollment depend on the whole pathway and come from one uncensored cohort "
             "of simulated patients. OS and EFS from enrollment follow every enrolled patient, also after leaving "
             "the pathway; EFS events are induction failure, relapse and death.</p>")
-    return table(["endpoint", "true", "mean estimate", "bias", "empirical SE", "95% CI coverage", "not evaluable"],
-                 out) + note
+    return with_note(table(["endpoint", "true", "mean estimate", "bias", "empirical SE", "95% CI coverage",
+                            "not evaluable"], out)) + note
 
 
 def _resources(out: Path, manifest: dict) -> str:

@@ -17,6 +17,7 @@ truths for bias and coverage.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -145,10 +146,16 @@ def _solve_linked(model: PostTransplantModel, targets: tuple[float, ...]) -> Pos
         return (_linked_targets(with_values(log_x)) - np.asarray(targets))[free]
 
     fitted = model
-    if free:
-        solution = optimize.root(residual, np.log(start[free]), method="hybr", options={"xtol": 1e-13})
-        fitted = with_values(solution.x)
-    gap = np.abs(_linked_targets(fitted) - np.asarray(targets))
+    try:
+        if free:
+            # The base scenario converges in about 40 evaluations; the cap bounds the time an unreachable
+            # combination takes to be refused.
+            solution = optimize.root(residual, np.log(start[free]), method="hybr",
+                                     options={"xtol": 1e-13, "maxfev": 400})
+            fitted = with_values(solution.x)
+        gap = np.abs(_linked_targets(fitted) - np.asarray(targets))
+    except RuntimeError:      # the search met hazards so extreme that the forward equations cannot be solved
+        gap = np.full(len(targets), np.inf)
     if not np.all(np.isfinite(gap)) or gap.max() > 1e-8:
         keys = ", ".join(f"{k} = {t}" for k, t, g in zip(_LINKED_KEYS, targets, gap, strict=True) if not g <= 1e-8)
         raise ScenarioError(
@@ -214,10 +221,13 @@ def _cause_integral(model: PostTransplantModel, g: int, t: float, cause: str, we
 
     Taken over y = 1 - exp(-H_c(s)), where it becomes the integral of weight(s) exp(-H_other(s)) dy:
     bounded and smooth for any Weibull shape and hazard size (in s the integrand has a spike at 0
-    when the shape is below 1 or the hazard is large, which quadrature misses).
+    when the shape is below 1 or the hazard is large, which quadrature misses). When the other cause
+    is so much stronger that exp(-H_other) falls to 1/e within a thousandth of the range of y, the
+    range is split at decades of that point, so quadrature sees the narrow peak at 0.
     """
     own, other = (model.relapse_H, model.nrm_H) if cause == "relapse" else (model.nrm_H, model.relapse_H)
     shape = model.relapse_shape if cause == "relapse" else model.nrm_shape
+    other_shape = model.nrm_shape if cause == "relapse" else model.relapse_shape
     scale = float(own(model.tau_days, g))
     if scale == 0:
         return 0.0
@@ -227,13 +237,29 @@ def _cause_integral(model: PostTransplantModel, g: int, t: float, cause: str, we
         s = tau * (-np.log1p(-y) / scale) ** (1.0 / shape)
         return float(weight(s) * np.exp(-other(s, g)))
 
-    return _integrate(integrand, 0.0, -np.expm1(-float(own(t, g))))
+    top = -np.expm1(-float(own(t, g)))
+    other_scale = float(other(tau, g))
+    if other_scale > 0:
+        # H_other(s(y)) = 1 where -log(1 - y) = scale * other_scale^(-shape / other_shape).
+        with np.errstate(over="ignore", under="ignore"):
+            peak = -np.expm1(-np.exp(np.log(scale) - shape / other_shape * np.log(other_scale)))
+        if 0 < peak < 1e-3 * top:
+            cuts = [peak * 1e-3]
+            while cuts[-1] * 10.0 < top:
+                cuts.append(cuts[-1] * 10.0)
+            return float(sum(_integrate(integrand, lo, hi) for lo, hi in zip([0.0, *cuts], [*cuts, top],
+                                                                                  strict=True)))
+    return _integrate(integrand, 0.0, top)
 
 
 def _integrate(f, lo: float, hi: float) -> float:
     if hi <= lo:
         return 0.0
-    value, _ = integrate.quad(f, lo, hi, limit=200, epsabs=1e-13, epsrel=1e-11)
+    # quad warns when it cannot reach 1e-11 on extreme hazards; what matters is checked where it matters
+    # (calibrated incidences against their targets, to 1e-8), so the warning would only alarm users.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", integrate.IntegrationWarning)
+        value, _ = integrate.quad(f, lo, hi, limit=200, epsabs=1e-13, epsrel=1e-11)
     return float(value)
 
 
@@ -245,6 +271,7 @@ def _solve_competing(model: PostTransplantModel, r: float, m: float) -> tuple[fl
     relapse hazard (outer solve). Robust at the bounds (r or m = 0) and near r + m = 1.
     """
     tau = model.tau_days
+    reached = [0.0]  # the largest relapse incidence reproduced together with NRM = m (for the message)
 
     def nrm_for(a_rel: float) -> float:
         if m == 0:
@@ -252,46 +279,71 @@ def _solve_competing(model: PostTransplantModel, r: float, m: float) -> tuple[fl
         return _increasing_root(lambda b: nrm_incidence(replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=b), tau), m,
                                 "nrm_incidence")
 
+    def relapse_at(a: float) -> float:
+        try:
+            b = nrm_for(a)
+        except ScenarioError:
+            # Beside this much relapse hazard no NRM hazard reaches m: a is too large (treated as overshooting r).
+            return 1.0
+        value = relapse_incidence(replace(model, relapse_cumhaz=a, nrm_cumhaz=b), tau)
+        reached[0] = max(reached[0], value)
+        return value
+
     if r == 0:
         a_rel = 0.0
     else:
-        a_rel = _increasing_root(
-            lambda a: relapse_incidence(replace(model, relapse_cumhaz=a, nrm_cumhaz=nrm_for(a)), tau), r,
-            "relapse_incidence")
-    a_nrm = nrm_for(a_rel)
+        nrm_for(0.0)  # NRM = m must be reachable without relapse, else no relapse hazard helps
+        a_rel = _increasing_root(relapse_at, r, "relapse_incidence",
+                                 limit=f" together with post_transplant.nrm_incidence = {m}")
+    try:
+        a_nrm = nrm_for(a_rel)
+    except ScenarioError:
+        a_nrm = np.inf
     fitted = replace(model, relapse_cumhaz=a_rel, nrm_cumhaz=a_nrm)
     gap = max(abs(relapse_incidence(fitted, tau) - r), abs(nrm_incidence(fitted, tau) - m))
     if not np.isfinite(gap) or gap > 1e-8:
         raise ScenarioError(
             f"post_transplant.relapse_incidence = {r} and post_transplant.nrm_incidence = {m}: no hazards "
-            f"reproduce both with these hazard ratios and shapes ({_SHAPE_KEYS})")
+            f"reproduce both with these hazard ratios and shapes ({_SHAPE_KEYS}); together with this NRM incidence "
+            f"the relapse incidence can be at most about {reached[0]:.6g} (hazards this steep need numbers beyond "
+            "floating point)")
     return a_rel, a_nrm
 
 
-def _increasing_root(f, target: float, key: str, hi: float = 1.0, max_doublings: int = 200) -> float:
-    """x >= 0 with f(x) = target for f increasing from f(0); ScenarioError naming `key` if none is found."""
+def _increasing_root(f, target: float, key: str, hi: float = 1.0, max_doublings: int = 200, limit: str = "") -> float:
+    """x >= 0 with f(x) = target for f increasing from f(0); ScenarioError naming `key` and the largest value of
+    f reached (within floating point) if none is found."""
+    best = -np.inf
     for _ in range(max_doublings):
         value = f(hi)
         if not np.isfinite(value):
             break
         if value >= target:
             return float(optimize.brentq(lambda x: f(x) - target, 0.0, hi, xtol=1e-15, rtol=1e-15, maxiter=500))
+        best = max(best, value)
         hi *= 2.0
-    raise ScenarioError(f"post_transplant.{key} = {target}: no hazard reproduces this incidence with these "
-                        f"hazard ratios and shapes ({_SHAPE_KEYS})")
+    reached = f"at most {best:.6g} can be reproduced" if np.isfinite(best) else "no value can be reproduced"
+    raise ScenarioError(f"post_transplant.{key} = {target}: {reached}{limit} with these hazard ratios and shapes "
+                        f"({_SHAPE_KEYS}); larger values would need hazards beyond floating point")
+
+
+CGVHD_LIMIT = ("at most the share of transplanted patients alive without relapse on "
+               "post_transplant.cgvhd_onset_min_days, which relapse_incidence, nrm_incidence and the shapes and "
+               "hazard ratios set")
 
 
 def _solve_rate(cif_at_rate, target: float, maximum: float, key: str) -> float:
     if target == 0:
         return 0.0
     if target > maximum - 1e-12:
-        if target >= 1.0 and maximum >= 1.0 - 1e-12:
-            return float("inf")
+        if target <= maximum + 1e-12:
+            return float("inf")  # the supremum itself (within 1e-12): onset at the earliest day for everyone
         raise ScenarioError(
-            f"post_transplant.{key} = {target}: at most {maximum:.4f} is achievable given relapse and death "
-            "before GVHD onset (post_transplant.relapse_incidence, post_transplant.nrm_incidence, "
-            "post_transplant.cgvhd_onset_min_days)")
-    return _increasing_root(cif_at_rate, target, key, hi=1e-3, max_doublings=400)
+            f"post_transplant.{key} = {target}: at most {maximum:.4f} is achievable: chronic GVHD is recorded "
+            "only before relapse and death, so its incidence is " + CGVHD_LIMIT + "; lower it, or "
+            "post_transplant.cgvhd_onset_min_days, post_transplant.relapse_incidence or post_transplant.nrm_incidence")
+    # Up to 1100 doublings: a target near its supremum may need a rate near the largest float.
+    return _increasing_root(cif_at_rate, target, key, hi=1e-3, max_doublings=1100)
 
 
 def _agvhd_cif(model: PostTransplantModel, rate: float, t: float = AGVHD_WINDOW_DAYS) -> float:
@@ -319,10 +371,15 @@ def _solve_agvhd(model: PostTransplantModel, target: float) -> float:
     return _solve_rate(lambda x: _agvhd_cif(model, x), target, 1.0, "agvhd_2_4_day100")
 
 
-def _solve_cgvhd(model: PostTransplantModel, target: float) -> float:
+def cgvhd_maximum(model: PostTransplantModel) -> float:
+    """The largest chronic GVHD incidence any rate reaches: P(alive without relapse at the earliest onset)."""
     d0 = model.cgvhd_onset_days
-    maximum = float(sum(model.weights[g] * model.rfs_group(d0, g) for g in model.groups))
-    return _solve_rate(lambda x: _cgvhd_cif(model, x, model.tau_days), target, maximum, "cgvhd_incidence")
+    return float(sum(model.weights[g] * model.rfs_group(d0, g) for g in model.groups))
+
+
+def _solve_cgvhd(model: PostTransplantModel, target: float) -> float:
+    return _solve_rate(lambda x: _cgvhd_cif(model, x, model.tau_days), target, cgvhd_maximum(model),
+                       "cgvhd_incidence")
 
 
 # --------------------------------------------------------------------------- truths
@@ -423,7 +480,6 @@ def null_twin(model: PostTransplantModel, p0: float, landmark_days: float) -> Po
     if model.relapse_cumhaz + model.nrm_cumhaz == 0:
         raise ScenarioError("post_transplant: relapse and NRM incidences are both 0, so no scaling of their "
                             "hazards gives a null twin with RFS = analysis.p0")
-    lo, hi = -30.0, 30.0
     if model.gvhd_linked:
         # Each RFS is an ODE solve: start the secant method from the unlinked model's scaling, which is close.
         unlinked = null_twin(replace(model, nrm_hr_agvhd34=1.0, nrm_hr_cgvhd=1.0), p0, landmark_days)
@@ -438,6 +494,38 @@ def null_twin(model: PostTransplantModel, p0: float, landmark_days: float) -> Po
         while gap(step) * gap(0.0) > 0 and abs(step) < 30.0:
             step *= 2.0
         lo, hi = sorted((0.0, step))
-    log_c = optimize.brentq(gap, lo, hi, xtol=1e-14)
-    c = float(np.exp(log_c))
-    return replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c)
+        if gap(lo) * gap(hi) > 0:
+            raise ScenarioError(f"post_transplant: no scaling of the relapse and NRM hazards within e^+-32 gives "
+                                f"a twin with RFS = {p0:g} at the landmark while GVHD raises NRM; move "
+                                "analysis.landmark_months closer to post_transplant.incidence_landmark_months")
+        log_c = optimize.brentq(gap, lo, hi, xtol=1e-14)
+        c = float(np.exp(log_c))
+        return replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c)
+    if gap(-30.0) * gap(30.0) < 0:  # the usual case: a factor between e^-30 and e^30
+        log_c = optimize.brentq(gap, -30.0, 30.0, xtol=1e-14)
+        c = float(np.exp(log_c))
+        return replace(model, relapse_cumhaz=model.relapse_cumhaz * c, nrm_cumhaz=model.nrm_cumhaz * c)
+    return _null_twin_far(model, p0, landmark_days)
+
+
+def _null_twin_far(model: PostTransplantModel, p0: float, landmark_days: float) -> PostTransplantModel:
+    """The null twin when the factor is beyond e^+-30 (a landmark far from the incidences' landmark, or tiny
+    hazards), solved on the log scale: RFS(c) = sum_g w_g exp(-exp(log c + h_g)), h_g = log H_g(landmark)."""
+    g = model.groups
+    log_t = np.log(landmark_days / model.tau_days)
+    with np.errstate(divide="ignore"):
+        log_relapse = np.log(model.relapse_hr[g]) + np.log(model.relapse_cumhaz) + model.relapse_shape * log_t
+        log_nrm = np.log(model.nrm_hr[g]) + np.log(model.nrm_cumhaz) + model.nrm_shape * log_t
+    h = np.logaddexp(log_relapse, log_nrm)
+    weights = model.weights[g]
+
+    def gap(log_c: float) -> float:
+        return float(np.sum(weights * np.exp(-np.exp(log_c + h)))) - p0
+
+    # Below lo every subgroup's hazard at the landmark is < e^-40 (RFS rounds to 1 > p0); above hi it is > 800.
+    lo, hi = -float(h.max()) - 40.0, -float(h.min()) + np.log(800.0)
+    log_c = optimize.brentq(gap, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500)
+    with np.errstate(divide="ignore"):
+        scaled = [float(np.exp(np.log(a) + log_c)) if a > 0 else 0.0
+                  for a in (model.relapse_cumhaz, model.nrm_cumhaz)]
+    return replace(model, relapse_cumhaz=scaled[0], nrm_cumhaz=scaled[1])

@@ -22,6 +22,7 @@ CURVES = ("rfs", "os", "grfs", "relapse", "nrm", "agvhd", "agvhd34", "cgvhd")
 _V, _R, _CR, _CN, _CA, _CA3, _CC = slice(0, 9), 9, 10, 11, 12, 13, 14
 _WIDTH = 15
 _RTOL, _ATOL = 1e-11, 1e-14
+_STIFF = 200.0   # rate x length of a piece above which the forward equations are solved as stiff
 
 
 def linked_curves(model: Any, times: np.ndarray | float) -> dict[str, np.ndarray]:
@@ -59,6 +60,8 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
                                                           + [model.nrm_hr_agvhd34 * model.nrm_hr_cgvhd]])
     f, p, mu = model.agvhd_severe_fraction, model.p_cgvhd_systemic, model.post_relapse_death_rate
     a_rate, c_rate, d0 = model.agvhd_rate, model.cgvhd_rate, model.cgvhd_onset_days
+    # Exponents in s are >= 0 by the choice of q; rounding can leave -1e-16, which 0 ** x would refuse.
+    e_r, e_n = max(0.0, q * k_r - 1.0), max(0.0, q * k_n - 1.0)
     n_groups = len(groups)
     onsets = {"acute": 0.0, "chronic": 0.0}   # GVHD onset hazards on the current piece (constant between breaks)
 
@@ -67,8 +70,8 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
         a, c = onsets["acute"] * dt, onsets["chronic"] * dt
         y = y.reshape(n_groups, _WIDTH)
         v = y[:, _V].reshape(n_groups, 3, 3)
-        h_r = rel * s ** (q * k_r - 1.0)
-        h_n = (nrm * s ** (q * k_n - 1.0))[:, None, None] * hr[None, :, :]
+        h_r = rel * s ** e_r
+        h_n = (nrm * s ** e_n)[:, None, None] * hr[None, :, :]
         out = np.zeros_like(y)
         dv = -(h_r[:, None, None] + h_n) * v
         dv[:, 0, :] -= a * v[:, 0, :]
@@ -108,7 +111,12 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
         if not s_end > s_start:          # a piece too short to integrate in s (tiny or huge shape): nothing moves
             result[inside] = state
             continue
-        sol = integrate.solve_ivp(rhs, (s_start, s_end), state.ravel(), method="DOP853",
+        # An explicit method needs steps shorter than 1 / the fastest rate: when that rate times the piece's
+        # length is large (extreme incidences or shapes), the equations are stiff and take the implicit Radau.
+        fastest = (np.max(rel * s_end ** e_r + nrm * hr.max() * s_end ** e_n)
+                   + (onsets["acute"] + onsets["chronic"]) * q * s_end ** (q - 1.0))
+        method = "Radau" if fastest * (s_end - s_start) > _STIFF else "DOP853"
+        sol = integrate.solve_ivp(rhs, (s_start, s_end), state.ravel(), method=method,
                                   t_eval=np.unique(np.append(s_eval, s_end)), rtol=_RTOL, atol=_ATOL)
         if not sol.success:
             raise RuntimeError(f"GVHD-NRM forward equations failed: {sol.message}")

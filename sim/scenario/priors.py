@@ -39,7 +39,7 @@ from scipy import special
 from sim.scenario.schema import Scenario, ScenarioError, _field_at, _origin, field_range
 
 # A distribution may leave at most this much probability outside the allowed range (truncated away).
-OUTSIDE_TOLERANCE = 1e-9
+OUTSIDE_TOLERANCE = 1e-6   # e.g. a gamma on screening rates leaves ~4e-9 below the 0.001 floor
 DIRICHLET = "dirichlet"
 REST = "rest"
 NONE = "none"               # section.dirichlet = "none" removes a Dirichlet a parent file gave
@@ -525,7 +525,7 @@ key's own distribution is removed by setting a number, e.g. `--set post_transpla
 
 Rules:
 
-- A distribution that puts more than 1e-9 of its probability outside the key's allowed range is refused
+- A distribution that puts more than 1e-6 of its probability outside the key's allowed range is refused
   (exit 2, naming the key); draws are truncated to the range, so every draw stays in it.
 - Rules that tie keys together (CR + CRi + early death <= 1, relapse + NRM incidence < 1, acute GVHD III-IV
   <= II-IV, ...) are checked on every replicate's draw before anything runs; a draw that breaks one stops

@@ -11,8 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sim.scenario.calibrate import CGVHD_LIMIT, calibrate, cgvhd_maximum
 from sim.scenario.priors import REFERENCE as PRIORS_REFERENCE
-from sim.scenario.schema import Scenario, field_range, load_scenario
+from sim.scenario.schema import JOINT_RULES, Scenario, field_range, load_scenario
 
 BASE_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "base.toml"
 
@@ -25,6 +26,9 @@ line with `--set section.key=value`. The default is the value in `scenarios/base
 clinical number cites its source.
 
 Probabilities of exactly 0 and 1 are allowed: degenerate scenarios are how the model is checked.
+Every scenario that the ranges below and the joint limits at the end accept runs to completion in
+bounded time and memory; the ranges are what keeps it so (e.g. at most 100 screened per enrolled
+patient, landmarks of at least a month, Weibull shapes from 0.05 to 10).
 """
 
 
@@ -33,8 +37,38 @@ def scenario_reference() -> str:
     defaults = load_scenario(BASE_SCENARIO).model_dump()
     parts = [_INTRO]
     parts += _section_tables(Scenario, (), defaults)
+    parts.append(_joint_limits())
     parts.append(PRIORS_REFERENCE)
     return "\n".join(parts)
+
+
+def _joint_limits() -> str:
+    """The rules involving several keys, and the limits calibration computes (with base.toml's values)."""
+    # The bound is checked on the model without the GVHD-NRM link (the first step of calibration).
+    model = calibrate(load_scenario(BASE_SCENARIO, ["post_transplant.nrm_hr_agvhd_3_4=1",
+                                                    "post_transplant.nrm_hr_cgvhd_systemic=1"]))
+    rules = "\n".join(f"- {rule}" for rule in JOINT_RULES)
+    return f"""
+## Joint limits
+
+Rules that involve several keys (a scenario breaking one is refused with both keys and values):
+
+{rules}
+
+Limits that calibration computes, because they depend on several values at once (a scenario beyond
+one is refused before anything runs, with the limit in the message):
+
+- `post_transplant.cgvhd_incidence` is {CGVHD_LIMIT}: {cgvhd_maximum(model):.4f} with the values of
+  `scenarios/base.toml`. With GVHD raising NRM (its `nrm_hr_*` keys above 1, as in base.toml) the
+  reachable maximum is a little lower; a value just under this bound may then be refused by the joint
+  solve of the four hazards, which names the keys to lower.
+- `post_transplant.relapse_incidence` and `post_transplant.nrm_incidence` are reproduced together
+  for any sum below 1 when the two Weibull shapes are equal (as in `scenarios/base.toml`). With
+  unequal shapes or strong hazard ratios, a pair whose sum is close to 1 can need hazards beyond
+  floating point; the message then gives the largest relapse incidence reachable with that NRM
+  incidence.
+- `post_transplant.agvhd_2_4_day100` can be any value from 0 to 1 (1: every patient at day 0).
+"""
 
 
 def _section_tables(model: type[BaseModel], path: tuple[str, ...], defaults: dict[str, Any]) -> list[str]:

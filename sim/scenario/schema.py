@@ -9,6 +9,10 @@ message names the file (or the `--set` override), the key, the value and what is
 
 from __future__ import annotations
 
+import difflib
+import errno
+import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DAYS_PER_MONTH = 365.25 / 12
+MIN_POST_TRANSPLANT_RISK = 1e-6  # smallest relapse + NRM incidence: the null twin scales these hazards
 
 
 class InputError(ValueError):
@@ -26,6 +31,25 @@ class ScenarioError(InputError):
     """A scenario file or override that cannot be used; the message says where and why."""
 
 
+# The rules that involve several keys, as the reference states them (each is checked by a validator below).
+JOINT_RULES = (
+    "`analysis.p1` > `analysis.p0`",
+    "`analysis.test = \"binomial\"` needs `post_transplant.ltfu_prob = 0` and `analysis.cutoff = \"landmark\"`",
+    "`patients.age_min` < `patients.age_max`; `patients.bsa_min` < `patients.bsa_max`",
+    "`response.p_cr + response.p_cri + response.p_early_death` <= 1",
+    "`consolidation.cycleK.p_death + consolidation.cycleK.p_relapse` <= 1 for each cycle",
+    "`donor.p_haplo + donor.p_sibling + donor.p_unrelated` = 1",
+    "`response.assessment_day` >= `induction.duration_days + blinatumomab.duration_days`",
+    "`transplant.conditioning_days` < `transplant.slot_days`",
+    f"{MIN_POST_TRANSPLANT_RISK:g} <= `post_transplant.relapse_incidence + post_transplant.nrm_incidence` < 1 "
+    "(the null twin, on which type I error is estimated, scales these two hazards: they cannot both be 0)",
+    "`post_transplant.agvhd_3_4_day100` <= `post_transplant.agvhd_2_4_day100`",
+    "`post_transplant.horizon_months` >= `post_transplant.incidence_landmark_months`",
+    "`post_transplant.cgvhd_onset_min_days` falls before `post_transplant.incidence_landmark_months` when "
+    "`post_transplant.cgvhd_incidence` > 0",
+)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
@@ -34,14 +58,18 @@ def _prob(doc: str) -> Any:
     return Field(ge=0.0, le=1.0, description=doc, json_schema_extra={"unit": "probability"})
 
 
-# Upper bounds by unit: far beyond any clinical value, they only keep arithmetic finite.
+# Bounds by unit: far beyond any clinical value, they keep every accepted scenario computable in bounded
+# time and memory (a duration of 1e-300 days or a vial of 1e-300 ug would make numbers overflow).
+_MINIMUM = {"days": 0.01, "months": 0.01, "years": 0.01, "m2": 0.01, "mg": 0.01, "mg/day": 0.01, "ug/day": 0.01,
+            "ug": 0.01,
+            "patients / site-month": 0.001, "-": 0.01}
 _MAXIMUM = {"days": 3650.0, "months": 600.0, "years": 120.0, "m2": 5.0, "mg": 1000.0, "mg/m2": 1000.0,
             "mg/day": 1000.0, "mg/m2/day": 1000.0, "ug/day": 1000.0, "ug": 1000.0, "patients / site-month": 1000.0,
             "log(days)": 3.0, "-": 100.0}
 
 
 def _positive(doc: str, unit: str) -> Any:
-    return Field(gt=0.0, le=_MAXIMUM[unit], description=doc, json_schema_extra={"unit": unit})
+    return Field(ge=_MINIMUM[unit], le=_MAXIMUM[unit], description=doc, json_schema_extra={"unit": unit})
 
 
 def _nonneg(doc: str, unit: str) -> Any:
@@ -60,7 +88,8 @@ def _per(doc: str, period: str) -> Any:
 class Analysis(_Section):
     """Design and analysis of the primary endpoint (18-month RFS after HSCT)."""
 
-    landmark_months: float = _positive("Landmark of the primary endpoint (RFS after HSCT)", "months")
+    landmark_months: float = Field(ge=1.0, le=600.0, description="Landmark of the primary endpoint (RFS after HSCT)",
+                                   json_schema_extra={"unit": "months"})
     p0: float = Field(gt=0.0, lt=1.0, description="Null RFS at the landmark; H0: S(landmark) <= p0",
                       json_schema_extra={"unit": "probability"})
     p1: float = Field(gt=0.0, lt=1.0, description="RFS at the landmark the trial is designed to detect",
@@ -97,7 +126,8 @@ class Accrual(_Section):
         "Poisson rate of patients screened at one open site", "patients / site-month")
     ramp_up_months: float = _nonneg(
         "Sites open at evenly spaced times over this window (site k of K opens at k/K of it)", "months")
-    screen_fail_prob: float = Field(ge=0.0, lt=1.0, description="Probability a screened patient is not enrolled",
+    screen_fail_prob: float = Field(ge=0.0, le=0.99, description="Probability a screened patient is not enrolled "
+                                    "(at most 0.99: 100 screened per enrolled patient)",
                                     json_schema_extra={"unit": "probability"})
 
 
@@ -286,12 +316,13 @@ class PostTransplant(_Section):
     subgroups without changing those population totals (scenario/calibrate.py solves for the hazards).
     """
 
-    incidence_landmark_months: float = _positive("Time at which the incidences below are given", "months")
+    incidence_landmark_months: float = Field(ge=1.0, le=600.0, description="Time at which the incidences below are "
+                                             "given", json_schema_extra={"unit": "months"})
     relapse_incidence: float = _prob("Cumulative incidence of relapse at the landmark (NRM competing)")
     nrm_incidence: float = _prob("Cumulative incidence of non-relapse mortality at the landmark")
-    relapse_shape: float = Field(gt=0.0, le=10.0, description="Weibull shape of the relapse hazard (1 = constant)",
+    relapse_shape: float = Field(ge=0.05, le=10.0, description="Weibull shape of the relapse hazard (1 = constant)",
                                  json_schema_extra={"unit": "-"})
-    nrm_shape: float = Field(gt=0.0, le=10.0, description="Weibull shape of the NRM hazard (1 = constant)",
+    nrm_shape: float = Field(ge=0.05, le=10.0, description="Weibull shape of the NRM hazard (1 = constant)",
                              json_schema_extra={"unit": "-"})
     relapse_hr_mrd_positive: float = _positive("Relapse hazard ratio, MRD-positive vs negative at HSCT", "-")
     nrm_hr_haplo: float = _positive("NRM hazard ratio, haploidentical vs matched sibling donor", "-")
@@ -318,6 +349,11 @@ class PostTransplant(_Section):
             raise ValueError(
                 f"post_transplant.relapse_incidence + post_transplant.nrm_incidence = {total:.4g}; "
                 "no hazards reproduce a sum >= 1 (RFS at the landmark must stay above 0)")
+        if total < MIN_POST_TRANSPLANT_RISK:
+            raise ValueError(
+                f"post_transplant.relapse_incidence + post_transplant.nrm_incidence = {total:.4g}; must be at least "
+                f"{MIN_POST_TRANSPLANT_RISK:g}: type I error is estimated on the null twin, whose RFS is brought to "
+                "analysis.p0 by scaling these two hazards, so they cannot both be (practically) 0")
         if self.agvhd_3_4_day100 > self.agvhd_2_4_day100:
             raise ValueError(
                 f"post_transplant.agvhd_3_4_day100 = {self.agvhd_3_4_day100} must not exceed "
@@ -519,7 +555,7 @@ def scenario_files(path: str | Path) -> dict[str, str]:
     texts: dict[str, str] = {}
     path = Path(path)
     while path.is_file() and str(path) not in texts:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path, ())
         texts[str(path)] = text
         parent = tomllib.loads(text).get("extends")
         if not isinstance(parent, str):
@@ -558,17 +594,15 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
-    resolved = path.resolve()
+    resolved = _resolved(path, chain)
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in (*chain, resolved))
         raise ScenarioError(f"{path}: extends: cycle {cycle}")
-    if not path.is_file():
-        where = f"{chain[-1]}: extends = {path.name!r}: " if chain else ""
-        raise ScenarioError(f"{where}{path}: no such scenario file")
+    text = _read_text(path, chain)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {_toml_problem(text, exc)}") from None
     parent = data.get("extends")
     if parent is None:
         return data
@@ -577,6 +611,85 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     base = _read_with_extends(path.parent / parent, (*chain, resolved))
     base.pop("extends", None)
     return _deep_merge(base, data)
+
+
+def _where(path: Path, chain: tuple[Path, ...]) -> str:
+    """The file and, for a parent, the `extends` line that named it."""
+    return f"{chain[-1]}: extends = {path.name!r}: {path}" if chain else str(path)
+
+
+def _resolved(path: Path, chain: tuple[Path, ...]) -> Path:
+    """The real path of a scenario file, or ScenarioError for a missing file, a link loop or a folder."""
+    try:
+        resolved = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise ScenarioError(f"{_where(path, chain)}: no such scenario file") from None
+    except (RuntimeError, OSError) as exc:  # a symbolic-link loop: RuntimeError up to Python 3.12, OSError after
+        if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+            raise ScenarioError(f"{_where(path, chain)}: a symbolic link that leads back to itself (a link loop), "
+                                "not a scenario file; point the link at a .toml file") from None
+        raise ScenarioError(f"{_where(path, chain)}: cannot be opened ({exc.strerror or exc})") from None
+    if resolved.is_dir():
+        raise ScenarioError(f"{_where(path, chain)}: is a folder, not a scenario file")
+    return resolved
+
+
+def _read_text(path: Path, chain: tuple[Path, ...]) -> str:
+    """The file as text (UTF-8, with or without a byte-order mark), or ScenarioError saying why not."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"{_where(path, chain)}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ScenarioError(
+            f"{_where(path, chain)}: not a text file in UTF-8: the character at line {line}, column {column} "
+            "cannot be read (saved in another encoding, or not a scenario file?); save it as UTF-8 text") from None
+
+
+def _toml_problem(text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's message, with the key named when the problem is a key given twice."""
+    message = str(exc)
+    if message.startswith(("Cannot overwrite", "Cannot declare", "Cannot mutate")):
+        twice = _repeated_key(text)
+        if twice is not None:
+            key, first, second = twice
+            return (f"{key} is given twice (line {first} and line {second}); "
+                    "each key may appear only once in a table: keep one of them")
+    return message
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_\-\.\"' ]+?)\s*=")
+
+
+def _repeated_key(text: str) -> tuple[str, int, int] | None:
+    """(dotted key or table, first line, repeated line) of the first key or table defined twice, if found."""
+    seen: dict[str, int] = {}
+    table = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = _dotted(header.group(1))
+            if line.lstrip().startswith("[["):  # an array of tables may repeat
+                continue
+            key = f"[{table}]"
+        else:
+            assign = _ASSIGN.match(line)
+            if not assign:
+                continue
+            key = ".".join(part for part in (table, _dotted(assign.group(1))) if part)
+        if key in seen:
+            return key, seen[key], number
+        seen[key] = number
+    return None
+
+
+def _dotted(key: str) -> str:
+    return ".".join(part.strip().strip("\"'") for part in key.split("."))
 
 
 def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -604,7 +717,26 @@ def _validate(data: dict[str, Any], origins: dict[str, str], source: str) -> Sce
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError("\n".join(_describe(err, data, origins, source) for err in exc.errors())) from None
+        errors = exc.errors()
+        lines = [_describe(err, data, origins, source) for err in errors]
+        missing = [err for err in errors if err["type"] == "missing" and len(err["loc"]) == 1]
+        if len(missing) >= 3:
+            lines.append(f"{source}: {len(missing)} of the {len(Scenario.model_fields)} top-level entries are "
+                         f"missing; a scenario usually starts with extends = {_base_for(source)!r} and then gives "
+                         "only the values that differ")
+        raise ScenarioError("\n".join(lines)) from None
+
+
+def _base_for(source: str) -> str:
+    """How a scenario file at `source` would name the library's base.toml in `extends`."""
+    base = Path(__file__).resolve().parents[2] / "scenarios" / "base.toml"
+    if not base.is_file():
+        return "base.toml"
+    try:
+        relative = Path(os.path.relpath(base, Path(source).resolve().parent))
+    except ValueError:  # another drive (Windows)
+        return str(base)
+    return relative.as_posix() if relative.parts.count("..") <= 2 else str(base)
 
 
 def _describe(err: Any, data: dict[str, Any], origins: dict[str, str], source: str) -> str:
@@ -614,10 +746,38 @@ def _describe(err: Any, data: dict[str, Any], origins: dict[str, str], source: s
     if kind == "missing":
         return f"{where}: {key}: missing; {_allowed(err['loc'])}"
     if kind == "extra_forbidden":
-        return f"{where}: {key}: unknown key (typo?); allowed keys here: {_keys_at(err['loc'][:-1])}"
+        return _unknown_key(err["loc"], origins, source)
     if kind == "value_error":
         return f"{where}: {key}: {err['msg'].removeprefix('Value error, ')}"
     return f"{where}: {key} = {err.get('input')!r}: {err['msg']}; {_allowed(err['loc'])}"
+
+
+def _unknown_key(loc: tuple[Any, ...], origins: dict[str, str], source: str) -> str:
+    """An unknown key, named in full (an override's whole dotted key), with the closest allowed key."""
+    key = ".".join(str(part) for part in loc)
+    # `--set unknown.key=1` fails at `unknown`: name the override's whole key, and the override.
+    full = next((k for k in origins if k == key or k.startswith(key + ".")), key)
+    where = origins.get(full) or _origin(key, origins, source)
+    allowed = list(getattr(_model_at(loc[:-1]), "model_fields", {}))
+    leaf = str(loc[-1])
+    what = "unknown section" if full != key else "unknown key"
+    return f"{where}: {full}: {what} {leaf!r}{_suggestion(leaf, loc[:-1], allowed)}; allowed keys here: " + \
+        (", ".join(allowed) or "(none)")
+
+
+def _suggestion(leaf: str, parent: tuple[Any, ...], allowed: list[str]) -> str:
+    """' (did you mean p_cr?)' for a near miss, or the section where a misplaced key belongs; else ''."""
+    close = difflib.get_close_matches(leaf, allowed, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    elsewhere = [dotted for dotted, _ in leaf_fields() if dotted.rsplit(".", 1)[-1] == leaf]
+    if elsewhere:
+        return f" (it belongs elsewhere: did you mean {' or '.join(elsewhere)}?)"
+    close = difflib.get_close_matches(leaf, [dotted.rsplit(".", 1)[-1] for dotted, _ in leaf_fields()], n=1,
+                                      cutoff=0.75)
+    if close:
+        return f" (did you mean {' or '.join(d for d, _ in leaf_fields() if d.endswith('.' + close[0]))}?)"
+    return " (typo?)"
 
 
 def _origin(key: str, origins: dict[str, str], source: str) -> str:
@@ -641,12 +801,24 @@ def _field_at(loc: tuple[Any, ...]) -> Any:
     return field
 
 
-def _keys_at(loc: tuple[Any, ...]) -> str:
+def _model_at(loc: tuple[Any, ...]) -> Any:
     model: Any = Scenario
     for part in loc:
         model = getattr(model, "model_fields", {}).get(part)
         model = getattr(model, "annotation", None)
-    return ", ".join(getattr(model, "model_fields", {})) or "(none)"
+    return model
+
+
+def leaf_fields(model: type[BaseModel] | None = None, prefix: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """(dotted key, pydantic field) of every value in the schema, in file order."""
+    leaves = []
+    for name, field in (model or Scenario).model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            leaves += leaf_fields(annotation, (*prefix, name))
+        else:
+            leaves.append((".".join((*prefix, name)), field))
+    return leaves
 
 
 def _allowed(loc: tuple[Any, ...]) -> str:

@@ -7,6 +7,9 @@ beds, MRD assays run (after induction, before HSCT, re-test). Intervals are spli
 calendar months (month k covers days [k, k+1) x 365.25/12 since the first site opened), so monthly
 totals add up to the patients' totals. Across replicates the forecast reports the mean and
 10th/50th/90th percentiles per month.
+A forecast covers at most MAX_MONTHS calendar months; the last of them then holds all later use
+(only a trial lasting over 100 years, from implausibly slow accrual or waits, gets there), so the
+work and the table stay bounded whatever the scenario.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from sim.analysis.datasets import patients_table
 from sim.model.pathway import TrialHistory, simulate_trial
 from sim.scenario.calibrate import PostTransplantModel
 from sim.scenario.schema import DAYS_PER_MONTH, Scenario
+
+MAX_MONTHS = 1200  # 100 years: the longest monthly forecast; later use is added to the last month
 
 MEASURES = ("blinatumomab_vials", "blinatumomab_bags", "blinatumomab_mg", "bed_days_vip", "bed_days_blinatumomab",
             "bed_days_transplant", "transplant_admissions", "transplant_beds_occupied", "mrd_assays")
@@ -64,8 +69,11 @@ def monthly_use(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
     s = history.scenario
     ends = np.concatenate([r[c].to_numpy() for c in ("vip_bed_end", "blina_stop", "hsct_bed_end", "mrd2_sample_day",
                                                      "retest_stop", "retest_sample_day")])
-    months = int(np.ceil(np.nanmax(ends) / DAYS_PER_MONTH)) + 1 if np.isfinite(np.nanmax(ends)) else 1
+    last = np.nanmax(ends) if np.isfinite(ends).any() else np.nan
+    months = min(int(np.ceil(last / DAYS_PER_MONTH)) + 1, MAX_MONTHS) if np.isfinite(last) else 1
     edges = np.arange(months + 1) * DAYS_PER_MONTH
+    if months == MAX_MONTHS:
+        edges[-1] = np.inf  # the last month collects all later use, so totals stay whole
     course_start = np.concatenate([r["blina_start"].to_numpy(), r["retest_start"].to_numpy()])
     course_stop = np.concatenate([r["blina_stop"].to_numpy(), r["retest_stop"].to_numpy()])
     course_bags = np.nan_to_num(np.concatenate([r["blina_bags"].to_numpy(), r["retest_bags"].to_numpy()])).astype(int)

@@ -8,13 +8,14 @@ still from the same streams). Three arms share the pathway and every uniform and
 their post-HSCT hazards: the scenario as given ("design"), its null twin ("null", hazards scaled so
 the true RFS at the landmark is p0: type I error) and its design-alternative twin ("alt", true RFS =
 p1: power at the protocol's alternative). Each finished chunk is written atomically as Parquet to
-OUT/chunks/; a rerun resumes from them. Workers import only numpy/scipy/simpy/pydantic code.
+OUT/chunks/; a rerun resumes from them, after checking that OUT/study.json describes the same study
+(otherwise it refuses, saying what differs) and recomputing any chunk file that is unreadable or
+incomplete. Workers import only numpy/scipy/simpy/pydantic code.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +33,7 @@ from sim.model.pathway import TrialHistory, hsct_group, simulate_trial, times_af
 from sim.model.post_transplant import post_transplant_history
 from sim.scenario.calibrate import PostTransplantModel, calibrate, null_twin
 from sim.scenario.schema import DAYS_PER_MONTH, InputError, Scenario
+from sim.study.provenance import ensure_folder, write_atomically, write_parquet_atomically
 
 ARMS = ("design", "null", "alt")
 ENDPOINT_SETS = ("rfs", "primary", "all")   # each includes the ones before it
@@ -209,40 +211,121 @@ def chunk_path(out: Path, start: int, stop: int) -> Path:
 
 
 def finished_chunks(out: Path) -> set[tuple[int, int]]:
-    """(start, stop) of every complete chunk file in OUT/chunks/."""
+    """(start, stop) of every chunk file in OUT/chunks/ (by name; `usable_chunks` checks their content)."""
     found = set()
     for path in (out / "chunks").glob("reps-*-*.parquet"):
-        _, start, stop = path.stem.split("-")
-        found.add((int(start), int(stop)))
+        parts = path.stem.split("-")
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() and int(parts[1]) < int(parts[2]):
+            found.add((int(parts[1]), int(parts[2])))
     return found
+
+
+def usable_chunks(out: Path, study: Study) -> tuple[set[tuple[int, int]], list[Path]]:
+    """Chunk files whose content is complete (readable Parquet holding every replicate of its range, each with the
+    same number of rows, one per n and arm of the study), not overlapping; and the paths of the others, which are
+    to be recomputed."""
+    import pyarrow.parquet as pq
+
+    good: set[tuple[int, int]] = set()
+    bad: list[Path] = []
+    last_stop = -1
+    for start, stop in sorted(finished_chunks(out)):
+        path = chunk_path(out, start, stop)
+        try:
+            table = pq.read_table(path, columns=["replicate", "n", "arm", "rfs_reject"])
+            complete = _complete_chunk(table.column("replicate").to_numpy(), table.column("n").to_numpy(),
+                                       table.column("arm").to_pylist(), start, stop, len(study.ns))
+        except (OSError, ValueError, KeyError):  # pyarrow's ArrowInvalid is a ValueError: not Parquet, truncated
+            complete = False
+        if not complete:
+            bad.append(path)
+        elif start >= last_stop:  # a chunk overlapping an earlier one (a foreign copy) is not used
+            good.add((start, stop))
+            last_stop = stop
+    return good, bad
+
+
+def _complete_chunk(replicate: np.ndarray, n: np.ndarray, arm: list, start: int, stop: int, sizes: int) -> bool:
+    """Whether a chunk's rows are every replicate start..stop-1, each with one row per n and arm."""
+    if replicate.size == 0 or replicate.min() != start or replicate.max() != stop - 1:
+        return False
+    rows = np.bincount(replicate - start, minlength=stop - start)
+    arms = len(set(arm))
+    return bool((rows == sizes * arms).all()) and len(np.unique(n)) == sizes
 
 
 def write_chunk(out: Path, start: int, stop: int, columns: dict[str, np.ndarray]) -> None:
     """Write one chunk atomically: a temporary file in the same folder, then rename."""
-    final = chunk_path(out, start, stop)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    pd.DataFrame(columns).to_parquet(tmp, index=False)
-    os.replace(tmp, final)
+    write_parquet_atomically(pd.DataFrame(columns), chunk_path(out, start, stop))
 
 
 def prepare_output(out: Path, study: Study) -> None:
-    """Create OUT/ for this study, or check that an existing one holds the same study."""
+    """Create OUT/ for this study, or check that an existing one holds the same study (else InputError)."""
+    ensure_folder(out)
     identity_file = out / "study.json"
-    identity = json.dumps(study.identity(), sort_keys=True, indent=1)
-    if identity_file.exists():
-        if identity_file.read_text() != identity:
+    identity = study.identity()
+    if identity_file.exists() or identity_file.is_symlink():
+        stored = _stored_identity(out)
+        if stored != json.loads(json.dumps(identity)):
             raise InputError(
-                f"{out}: holds results of a different study (scenario, seed, n grid or endpoints differ); "
-                "use another --out folder, or delete this one to start again")
+                f"{out}: holds results of a different study ({study_differences(stored, identity)}); use another "
+                "--out folder, or delete this one to start again")
+    elif (out / "chunks").exists() and any((out / "chunks").iterdir()):
+        raise InputError(f"{out}: holds chunk files but no study.json saying which study they belong to; use "
+                         "another --out folder, or delete this one to start again")
     else:
-        (out / "chunks").mkdir(parents=True, exist_ok=True)
-        tmp = out / ".study.json.tmp"
-        tmp.write_text(identity)
-        os.replace(tmp, identity_file)
-    (out / "chunks").mkdir(parents=True, exist_ok=True)
+        write_atomically(out, {"study.json": json.dumps(identity, sort_keys=True, indent=1)})
+    if (out / "chunks").exists() and not (out / "chunks").is_dir():
+        raise InputError(f"{out}: holds a file named 'chunks' where the tool keeps its chunk folder; use another "
+                         "--out folder, or delete this one to start again")
+    ensure_folder(out / "chunks")
 
 
-def load_replicates(out: Path, reps: int) -> pd.DataFrame:
+def _stored_identity(out: Path) -> dict:
+    """The identity in OUT/study.json, or InputError when it is not a study identity this tool wrote."""
+    try:
+        stored = json.loads((out / "study.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        what = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else \
+            "not readable JSON" if isinstance(exc, ValueError) else exc.strerror or str(exc)
+        raise InputError(f"{out}: holds results of a different study, or files this tool did not write "
+                         f"(study.json: {what}); use another --out folder, or delete this one to start again") from None
+    if not isinstance(stored, dict) or "scenario" not in stored:
+        raise InputError(f"{out}: holds results of a different study, or files this tool did not write "
+                         "(study.json is not a study identity); use another --out folder, or delete this one to "
+                         "start again")
+    return stored
+
+
+def study_differences(stored: dict, identity: dict, most: int = 4) -> str:
+    """What differs between two study identities, in words: scenario keys, seed, n grid, endpoints."""
+    differences = []
+    for key, label in (("seed", "seed"), ("ns", "n grid"), ("endpoints", "endpoints")):
+        if stored.get(key) != identity.get(key):
+            differences.append(f"{label} {_shown(stored.get(key))} there, {_shown(identity.get(key))} now")
+    old, new = _flat(stored.get("scenario", {})), _flat(identity["scenario"])
+    changed = [key for key in dict.fromkeys([*old, *new]) if old.get(key, "missing") != new.get(key, "missing")]
+    differences += [f"scenario {key} = {_shown(old.get(key, 'missing'))} there, {_shown(new.get(key, 'missing'))} "
+                    "now" for key in changed[:most]]
+    if len(changed) > most:
+        differences.append(f"and {len(changed) - most} more scenario keys")
+    return "; ".join(differences) or "identity files differ"
+
+
+def _flat(data: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        out |= _flat(value, f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
+def _shown(value: object) -> str:
+    return " ".join(str(value).split())[:60]
+
+
+def load_replicates(out: Path, reps: int, chunks: set[tuple[int, int]] | None = None) -> pd.DataFrame:
     """Every replicate row < reps from OUT/chunks/, in (replicate, arm, n) order.
 
     Chunks never overlap and their rows are already in that order, so reading them in order needs no
@@ -253,8 +336,9 @@ def load_replicates(out: Path, reps: int) -> pd.DataFrame:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    chunks = finished_chunks(out) if chunks is None else chunks
     table = pa.concat_tables([pq.read_table(chunk_path(out, start, stop))
-                              for start, stop in sorted(finished_chunks(out))])
+                              for start, stop in sorted(chunks) if start < reps])
     if pc.max(table["replicate"]).as_py() >= reps:
         table = table.filter(pc.less(table["replicate"], reps))
     return table.to_pandas(strings_to_categorical=True)
@@ -262,15 +346,23 @@ def load_replicates(out: Path, reps: int) -> pd.DataFrame:
 
 def run_study(study: Study, out: Path, executor: Executor, chunk_size: int = 50,
               progress: Callable[[int], None] | None = None,
-              models: dict[str, PostTransplantModel] | None = None) -> pd.DataFrame:
-    """Run (or resume) every missing chunk, then return all replicate rows (models: arm_models, if already solved)."""
+              models: dict[str, PostTransplantModel] | None = None,
+              notify: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Run (or resume) every missing chunk, then return all replicate rows (models: arm_models, if already solved;
+    notify: told about chunk files that were unreadable or incomplete and are recomputed)."""
     prepare_output(out, study)
     models = arm_models(study.scenario) if models is None else models
-    todo = chunk_ranges(study.reps, chunk_size, finished_chunks(out))
+    done, bad = usable_chunks(out, study)
+    for path in bad:
+        if notify is not None:
+            notify(f"{path}: unreadable or incomplete chunk file; its replicates are computed again")
+        path.unlink()
+    todo = chunk_ranges(study.reps, chunk_size, done)
     if progress is not None:
         progress(study.reps - sum(stop - start for start, stop in todo))
     for start, stop, columns in executor.run(study, models, todo):
         write_chunk(out, start, stop, columns)
+        done.add((start, stop))
         if progress is not None:
             progress(stop - start)
-    return load_replicates(out, study.reps)
+    return load_replicates(out, study.reps, done)

@@ -45,14 +45,15 @@ def analyses_for(endpoints: str) -> tuple[str, ...]:
 def run_sizing(study: Study, out: Path, executor: Executor, truths: Callable[[], dict[str, dict[str, float]]],
                targets: tuple[float, ...], models: dict[str, PostTransplantModel], chunk_size: int = 50,
                progress: Callable[[int], None] | None = None,
-               refine_progress: Callable[[tuple[int, ...]], Callable[[int], None] | None] | None = None
-               ) -> SizingResults:
+               refine_progress: Callable[[tuple[int, ...]], Callable[[int], None] | None] | None = None,
+               notify: Callable[[str], None] | None = None) -> SizingResults:
     """Run (or resume) the grid and its refinement in OUT/ and OUT/refine/; summarise both.
 
     truths() is called once, after the grid has run (the ITT truth takes a few seconds).
-    refine_progress(ns) returns the progress callback for the refinement of those n (or None).
+    refine_progress(ns) returns the progress callback for the refinement of those n (or None); notify is told
+    about chunk files found damaged and recomputed.
     """
-    replicates = run_study(study, out, executor, chunk_size, progress=progress, models=models)
+    replicates = run_study(study, out, executor, chunk_size, progress=progress, models=models, notify=notify)
     true = truths()
     oc = operating_characteristics(replicates, true, analyses_for(study.endpoints))
     extra = refinement_ns(oc, targets)
@@ -61,7 +62,8 @@ def run_sizing(study: Study, out: Path, executor: Executor, truths: Callable[[],
     if extra:
         refinement = Study(study.scenario, extra, study.reps, study.seed, "rfs", REFINE_ARMS)
         callback = refine_progress(extra) if refine_progress is not None else None
-        refined = run_study(refinement, out / REFINE_FOLDER, executor, chunk_size, progress=callback, models=models)
+        refined = run_study(refinement, out / REFINE_FOLDER, executor, chunk_size, progress=callback, models=models,
+                            notify=notify)
         oc_refined = operating_characteristics(refined, true, ("rfs",))
         oc_primary = pd.concat([oc_primary, oc_refined], ignore_index=True)
     oc_primary = oc_primary.sort_values("n").reset_index(drop=True)

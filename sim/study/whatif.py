@@ -62,7 +62,7 @@ def run_scenarios(scenarios: dict[str, Scenario], models: dict[str, dict[str, Po
                   ns: tuple[int, ...], reps: int, seed: int, endpoints: str, out: Path, executor: Executor,
                   chunk_size: int, targets: tuple[float, ...],
                   progress: Callable[[str], Callable[[int], None] | None] | None = None,
-                  itt_truth: bool = True) -> dict[str, ScenarioRun]:
+                  itt_truth: bool = True, notify: Callable[[str], None] | None = None) -> dict[str, ScenarioRun]:
     """Each scenario's sizing study (grid and refinement) in OUT/<name>/, resumable, all from the same seed.
 
     progress(label) returns the progress callback for that scenario's run (or None); itt_truth=False skips
@@ -81,7 +81,7 @@ def run_scenarios(scenarios: dict[str, Scenario], models: dict[str, dict[str, Po
 
         results = run_sizing(Study(scenario, ns, reps, seed, endpoints), out / name, executor, solve, targets,
                              models[name], chunk_size, progress=progress(name) if progress is not None else None,
-                             refine_progress=refine)
+                             refine_progress=refine, notify=notify)
         runs[name] = ScenarioRun(scenario, results, truths)
     return runs
 
@@ -124,6 +124,9 @@ def paired_differences(replicates: dict[str, pd.DataFrame], reference: str, colu
     return pd.DataFrame(rows)
 
 
+MAX_VALUES = 50  # values of one --vary range (each is a scenario to calibrate and simulate)
+
+
 def sensitivity_values(spec: str) -> tuple[str, np.ndarray]:
     """'SECTION.KEY=LO:HI:K' -> (key, K values from LO to HI)."""
     key, sep, rng = spec.partition("=")
@@ -134,6 +137,10 @@ def sensitivity_values(spec: str) -> tuple[str, np.ndarray]:
             raise ValueError
     except (ValueError, IndexError):
         raise InputError(f"--vary {spec}: expected SECTION.KEY=LO:HI:K with K >= 2") from None
+    if k > MAX_VALUES:
+        raise InputError(f"--vary {spec}: K = {k}; at most {MAX_VALUES} values per parameter")
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError(f"--vary {spec}: LO and HI must be finite numbers")
     return key, np.linspace(lo, hi, k)
 
 
