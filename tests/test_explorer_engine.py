@@ -98,10 +98,8 @@ def test_returning_to_a_scenario_reuses_its_replicates_and_memory_stays_bounded(
     explorer.wait(5)
     assert len(explorer._results) <= explorer.keep  # noqa: SLF001
     assert Request(BASE, BASE, NS, SEED, 40).key() in explorer._results  # noqa: SLF001 - the reference is kept
-    started = time.perf_counter()
     explorer.request(Request(BASE, BASE, NS, SEED, 40))
     assert explorer.snapshot().reps == 40, "the loaded scenario's replicates are answered from memory"
-    assert time.perf_counter() - started < 60
 
 
 def test_results_track_their_finished_prefix_and_next_range():
