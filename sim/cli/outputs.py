@@ -53,11 +53,12 @@ def existing_results(out: Path, command: str, reps: int | None = None, same: dic
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{out}: cannot write there (permission denied in {existing}); choose another output "
                          "folder (--out)")
-    if not out.is_dir() or not any(out.iterdir()):
+    # logs/: the batch jobs' output files, written before anything else (a run that found no worker leaves them).
+    entries = sorted(p for p in out.iterdir() if p.name != "logs") if out.is_dir() else []
+    if not entries:
         return None
     manifest = manifest_in(out)
     if manifest is None:
-        entries = sorted(out.iterdir())
         if (out / "study.json").exists() or (command == "assurance" and (out / "assurance").is_dir()):
             return None  # an interrupted study; the runner checks it is the same one
         if command in ("compare", "sensitivity") and all(p.is_dir() and ((p / "study.json").exists()
