@@ -98,6 +98,14 @@ def sweep_folder(tmp_path_factory):
     return out
 
 
+def test_manifest_splits_the_command_time_into_worker_wait_and_client_work(sweep_folder):
+    timing = json.loads((sweep_folder / "manifest.json").read_text())["timing"]
+    assert timing["worker_wait_seconds"] > 0 and timing["client_seconds"] > 0
+    assert timing["worker_wait_seconds"] + timing["client_seconds"] == pytest.approx(timing["command_seconds"],
+                                                                                     abs=0.02)
+    assert timing["client_share"] == pytest.approx(timing["client_seconds"] / timing["command_seconds"], abs=0.02)
+
+
 def test_headline_numbers_are_the_numbers_in_the_tables(sweep_folder):
     page = html.unescape((sweep_folder / "report.html").read_text())
     sizes = pd.read_csv(sweep_folder / "required_n.csv")

@@ -252,6 +252,8 @@ def sweep(args: argparse.Namespace) -> int:
         "started": iso_time(started), "finished": iso_time(finished), "wall_seconds": round(finished - started, 2),
         "note": "results depend only on the scenario, seed, reps, n grid and endpoints; "
                 "not on jobs, chunk size or backend",
+        # Up to the tables (the HTML report comes after): the time waiting for workers and the client's share.
+        "timing": console.timing(),
     }
     with console.step("tables and figures"):
         write_atomically(args.out, {

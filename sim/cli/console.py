@@ -1,6 +1,8 @@
 """What a long command says while it works: a start line, resume counts, progress, slow steps, total time.
 
-Progress is a tqdm bar on a terminal and, without one (a batch job's log), a line every 10% of the
+The console also keeps the time spent waiting for simulated chunks, so that a manifest can say which
+share of the command the client's serial work took. Progress is a tqdm bar on a terminal and,
+without one (a batch job's log), a line every 10% of the
 work or every 30 seconds, whichever comes later. Every post-processing step that takes more than a
 second gets a line with its time. All times count from the start of the command, so the total at the
 end includes every fixed cost. Messages go to stderr, results to stdout.
@@ -26,6 +28,7 @@ class Console:
         self.started = time.monotonic() if started is None else started
         self.quiet = quiet
         self.stream = stream if stream is not None else sys.stderr
+        self.runs: list[Progress] = []
 
     def elapsed(self) -> float:
         """Seconds since the command started."""
@@ -45,7 +48,17 @@ class Console:
 
     def progress(self, total: int, what: str = "replicates") -> Progress:
         """A progress callback for run_study: its first call is the number reused from an earlier run."""
-        return Progress(self, total, what)
+        self.runs.append(Progress(self, total, what))
+        return self.runs[-1]
+
+    def timing(self) -> dict[str, float]:
+        """Where the command's time went so far: waiting for the simulated chunks (workers) and everything else
+        (the client: imports, calibration, truths, summaries, forecast, files), from the start of the command."""
+        total = self.elapsed()
+        workers = sum(run.window() for run in self.runs)
+        return {"command_seconds": round(total, 2), "worker_wait_seconds": round(workers, 2),
+                "client_seconds": round(total - workers, 2),
+                "client_share": round((total - workers) / total, 4) if total > 0 else 0.0}
 
 
 class Progress:
@@ -59,9 +72,17 @@ class Progress:
         self.calls = 0
         self.bar = None
         self.last_logged = (0, time.monotonic())
+        self.first_call = self.last_call = 0.0
+
+    def window(self) -> float:
+        """Seconds from the start of the chunks' simulation (the first call) to the last chunk collected."""
+        return self.last_call - self.first_call
 
     def __call__(self, k: int) -> None:
         self.calls += 1
+        self.last_call = time.monotonic()
+        if self.calls == 1:
+            self.first_call = self.last_call
         if self.calls == 1:
             self._start(k)
         self.done += k
