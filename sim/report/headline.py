@@ -193,10 +193,13 @@ def _type1_flags(analysis: Analysis, rows: pd.DataFrame, grid: tuple[int, ...]) 
             f"(nominal alpha {analysis.alpha:g}); its power overstates what a test of size alpha gives."))]
     high = on_grid["type1"] + Z95 * on_grid["type1_mcse"]
     if (high < analysis.alpha).all() and (on_grid["type1"] < analysis.alpha / 2).all():
+        few = "transplanted_mean" in on_grid and (on_grid["transplanted_mean"] < analysis.min_transplanted).all()
+        why = (f"mostly because fewer than analysis.min_transplanted = {analysis.min_transplanted} patients are "
+               "transplanted, so most trials make no test at all" if few else "so it pays some power for "
+               "discreteness")
         return [Flag(CONSERVATIVE, (
             f"the {analysis.test} test is conservative at these sizes: its type I error is at most "
-            f"{on_grid['type1'].max():.3f} against the nominal {analysis.alpha:g}, so it pays some power for "
-            "discreteness."))]
+            f"{on_grid['type1'].max():.3f} against the nominal {analysis.alpha:g}, {why}."))]
     return []
 
 

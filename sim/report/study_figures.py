@@ -231,9 +231,10 @@ def expected_flow_figure(flow: pd.DataFrame, n: int, reps: int) -> bytes:
     ax.text(5.0, level, "Left the pathway before HSCT:\n" + "\n".join(text(b) for b in exits), ha="left",
             va="center", fontsize=8.5, bbox=side)
     ax.annotate("", xy=(4.9, level), xytext=(2.45, level), arrowprops={"arrowstyle": "->", "color": "#b5651d"})
-    ax.text(5.0, bottom, "\n".join(text(b) for b in follow), ha="left", va="center", fontsize=8.5, bbox=side)
-    ax.annotate("", xy=(4.9, bottom), xytext=(2.45, middle - 0.45), arrowprops={"arrowstyle": "->",
-                                                                               "color": "#b5651d"})
+    if follow:   # nobody transplanted: no follow-up box, and no arrow to it
+        ax.text(5.0, bottom, "\n".join(text(b) for b in follow), ha="left", va="center", fontsize=8.5, bbox=side)
+        ax.annotate("", xy=(4.9, bottom), xytext=(2.45, middle - 0.45), arrowprops={"arrowstyle": "->",
+                                                                                   "color": "#b5651d"})
     ax.set_title(f"Expected patient flow at n = {n} enrolled: mean (10th-90th percentile) over {reps} simulated "
                  "trials", fontsize=10.5)
     return png(fig)
