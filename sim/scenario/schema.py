@@ -418,7 +418,7 @@ class SimonFutility(_Section):
     @model_validator(mode="after")
     def _r1_below_n1(self) -> SimonFutility:
         if self.r1 >= self.n1:
-            raise ValueError(f"r1 = {self.r1} must be below n1 = {self.n1}")
+            raise ValueError(f"monitoring.simon.r1 = {self.r1} must be below monitoring.simon.n1 = {self.n1}")
         return self
 
 
