@@ -1,9 +1,16 @@
 """Results folders shared by the report and documentation tests: one small sweep, compare and sensitivity run
-each per session (the report tests look at their HTML, the documentation tests at their files and columns)."""
+each per session (the report tests look at their HTML, the documentation tests at their files and columns);
+and the hypothesis profile of the whole suite (derandomized)."""
 
 import pytest
+from hypothesis import settings
 
 from sim.cli.parser import main
+
+# The same generated cases on every run (CI included): a failure is then reproducible, never a flake; new
+# cases are explored by benchmarks/fuzz_cli.py. A test's own @settings still sets its number of examples.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.load_profile("repeatable")
 
 
 @pytest.fixture(scope="session")
