@@ -4,7 +4,8 @@ A sizing study analyses the first n patients of one simulated trial for every n 
 patients analysed at n are a prefix of those analysed at the largest n, and their (time, event) data
 at the landmark do not depend on n (the analysis guarantees it), so one sort of the largest sample
 serves every n: a (prefix x patient) membership matrix gives each prefix's numbers at risk, and the
-Kaplan-Meier products, Greenwood sums and tests follow in a few array operations. The results are
+Kaplan-Meier products, Greenwood sums and tests follow in a few array operations; km_prefixes_many does
+the same for a whole chunk's trials and arms in one batch (padded to one length). The results are
 those of estimators.py applied to each prefix (tests/test_nested.py checks it to 1e-12 on random
 data with ties); only the order of floating-point additions in the Greenwood sum may differ.
 """
@@ -12,7 +13,7 @@ data with ties); only the order of floating-point additions in the Greenwood sum
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import special
@@ -42,27 +43,44 @@ class PrefixKM:
 
 def km_prefixes(time: np.ndarray, event: np.ndarray, t: float, sizes: np.ndarray, alpha: float = 0.05) -> PrefixKM:
     """Kaplan-Meier S(t), Greenwood SE and the interval of estimators.km_landmark, for time[:c], c in sizes."""
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool)
+    km = km_prefixes_many([np.asarray(time, dtype=float)], [np.asarray(event, dtype=bool)], t,
+                          np.asarray(sizes, dtype=np.int64)[None, :], alpha)
+    return PrefixKM(*(getattr(km, field.name)[0] for field in fields(PrefixKM)))
+
+
+def km_prefixes_many(times: list[np.ndarray], events: list[np.ndarray], t: float, sizes: np.ndarray,
+                     alpha: float = 0.05) -> PrefixKM:
+    """km_prefixes for many samples at once (a chunk's trials and arms): sizes[b] are the prefixes of sample b;
+    every field of the result is (sample x prefix). Samples are padded to one length with patients that belong
+    to no prefix, so one set of array operations serves them all (the per-call overhead of numpy, not the
+    arithmetic, is what a sizing study's small samples cost)."""
     sizes = np.asarray(sizes, dtype=np.int64)
-    order = np.where(event, time, np.nextafter(time, np.inf)).argsort(kind="stable")
-    t_sorted, failed = time[order], event[order] & (time[order] <= t)
-    member = order[None, :] < sizes[:, None]                      # prefix x sorted position
+    length = max(1, max(x.size for x in times))
+    time = np.zeros((len(times), length))
+    event = np.zeros((len(times), length), dtype=bool)
+    for b, (x, e) in enumerate(zip(times, events, strict=True)):
+        time[b, : x.size] = x
+        event[b, : e.size] = e
+    order = np.where(event, time, np.nextafter(time, np.inf)).argsort(axis=1, kind="stable")
+    t_sorted = np.take_along_axis(time, order, axis=1)
+    e_sorted = np.take_along_axis(event, order, axis=1)
+    failed = e_sorted & (t_sorted <= t)
+    member = order[:, None, :] < sizes[:, :, None]                 # sample x prefix x sorted position
     # At risk at each sorted position: members at or after it (a censoring tied with an event stays at risk).
-    at_risk = np.cumsum(member[:, ::-1], axis=1)[:, ::-1].astype(float)
-    counted = member & failed[None, :]
+    at_risk = np.cumsum(member[..., ::-1], axis=2)[..., ::-1].astype(float)
+    counted = member & failed[:, None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(counted, 1.0 - 1.0 / at_risk, 1.0)
         terms = np.where(counted, 1.0 / (at_risk * (at_risk - 1.0)), 0.0)
-    s = np.multiply.reduce(factor, axis=1)
-    last_alone = (counted & (at_risk == 1.0)).any(axis=1)          # the last at risk fails: S = 0
-    greenwood = np.where(last_alone, np.inf, terms.sum(axis=1))
-    events = counted.sum(axis=1)
-    followed = (member & (t_sorted[None, :] >= t)).any(axis=1)
+    s = np.multiply.reduce(factor, axis=2)
+    last_alone = (counted & (at_risk == 1.0)).any(axis=2)          # the last at risk fails: S = 0
+    greenwood = np.where(last_alone, np.inf, terms.sum(axis=2))
+    events = counted.sum(axis=2)
+    followed = (member & (t_sorted[:, None, :] >= t)).any(axis=2)
     weight = np.where(failed, 1.0, np.minimum(t_sorted, t) / t)
-    n_eff = (member * weight[None, :]).sum(axis=1)
-    exposure = (member * np.minimum(t_sorted, t)[None, :]).sum(axis=1)
-    censored_before = (member & ~event[order][None, :] & (t_sorted[None, :] < t)).any(axis=1)
+    n_eff = (member * weight[:, None, :]).sum(axis=2)
+    exposure = (member * np.minimum(t_sorted, t)[:, None, :]).sum(axis=2)
+    censored_before = (member & ~e_sorted[:, None, :] & (t_sorted[:, None, :] < t)).any(axis=2)
     reason = np.where(sizes == 0, NO_PATIENTS, np.where(~followed & (s > 0), NOBODY_FOLLOWED, ""))
     ok = reason == ""
     s = np.where(ok, s, np.nan)

@@ -27,7 +27,7 @@ import pandas as pd
 from sim.analysis.endpoints import itt_analysis, observe, primary_analysis, secondary_estimates
 from sim.analysis.flow import flow_counts
 from sim.analysis.monitored import NO_RULES, monitored_columns, stop_columns
-from sim.analysis.nested import replicate_columns
+from sim.analysis.nested import many_replicate_columns
 from sim.model.monitoring import any_enabled
 from sim.model.pathway import TrialHistory, hsct_group, simulate_trial, times_after_hsct
 from sim.model.post_transplant import post_transplant_history
@@ -84,6 +84,7 @@ def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: 
                    ) -> dict[str, np.ndarray]:
     """Rows (replicate, n, arm) for replicates start..stop-1, as columns of plain numpy arrays."""
     blocks: list[dict[str, np.ndarray]] = []
+    unmonitored: list[tuple[int, tuple[int, ...], str, tuple[TrialHistory, str, bool]]] = []
     monitored = any_enabled(study.scenario.monitoring)
     for r in range(start, stop):
         for ns, history in _pathways(study, models["design"], r):
@@ -94,19 +95,27 @@ def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: 
                 design = arm == "design"
                 endpoints = study.endpoints if design else min(study.endpoints, "primary", key=ENDPOINT_SETS.index)
                 if not monitored:
-                    columns = analysed_columns(arm_history, ns, endpoints, design)
-                elif live_monitoring(study.scenario):
+                    unmonitored.append((r, ns, arm, (arm_history, endpoints, design)))
+                    continue
+                if live_monitoring(study.scenario):
                     columns = live_columns(study, models[arm], r, ns[0], arm_history, endpoints, design)
                 else:
                     columns = monitored_columns(arm_history, ns, endpoints, design,
                                                 times_after_hsct(history.draws, models[arm]))
-                size = len(ns)
-                blocks.append({"replicate": np.full(size, r), "n": np.asarray(ns), "arm": np.full(size, arm)}
-                              | columns)
+                blocks.append(_block(r, ns, arm, columns))
+    for ns in dict.fromkeys(ns for _, ns, _, _ in unmonitored):   # one batch per n grid (one, or each n alone)
+        same = [item for item in unmonitored if item[1] == ns]
+        analysed = analysed_columns([trial for *_, trial in same], ns)
+        blocks += [_block(r, ns, arm, columns) for (r, _, arm, _), columns in zip(same, analysed, strict=True)]
     blocks.sort(key=lambda b: (int(b["replicate"][0]), str(b["arm"][0]), int(b["n"][0])))  # one canonical order
     keys = list(dict.fromkeys(key for block in blocks for key in block))
     return {key: np.concatenate([block[key] if key in block else np.full(block["n"].size, np.nan)
                                  for block in blocks]) for key in keys}
+
+
+def _block(r: int, ns: tuple[int, ...], arm: str, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    size = len(ns)
+    return {"replicate": np.full(size, r), "n": np.asarray(ns), "arm": np.full(size, arm)} | columns
 
 
 def live_monitoring(scenario: Scenario) -> bool:
@@ -149,13 +158,14 @@ def _with_post(history: TrialHistory, model: PostTransplantModel) -> TrialHistor
     return replace(history, post=post)
 
 
-def analysed_columns(history: TrialHistory, ns: tuple[int, ...], endpoints: str, flow: bool
-                     ) -> dict[str, np.ndarray]:
-    """replicate_row for each n of a nested pathway, as columns: all at once (analysis/nested.py) when
-    there are several n."""
+def analysed_columns(trials: list[tuple[TrialHistory, str, bool]], ns: tuple[int, ...]
+                     ) -> list[dict[str, np.ndarray]]:
+    """replicate_row for each n of each (history, endpoints, flow), as columns: all n of all the trials at once
+    (analysis/nested.py) when the pathways are nested (several n)."""
     if len(ns) > 1:
-        return replicate_columns(history, ns, endpoints, flow)
-    return {key: np.asarray([value]) for key, value in replicate_row(history, ns[0], endpoints, flow).items()}
+        return many_replicate_columns(trials, ns)
+    return [{key: np.asarray([value]) for key, value in replicate_row(history, ns[0], endpoints, flow).items()}
+            for history, endpoints, flow in trials]
 
 
 def replicate_row(history: TrialHistory, n: int, endpoints: str, flow: bool = False) -> dict[str, object]:

@@ -30,10 +30,13 @@ CASES = {
 }
 
 
-def per_n_columns(history, ns, endpoints, flow):
-    """Every n analysed on its own (the slow path)."""
-    rows = [runner.replicate_row(history, n, endpoints, flow) for n in ns]
-    return {key: np.asarray([row[key] for row in rows]) for key in rows[0]}
+def per_n_columns(trials, ns):
+    """Every n of every trial analysed on its own (the slow path)."""
+    out = []
+    for history, endpoints, flow in trials:
+        rows = [runner.replicate_row(history, n, endpoints, flow) for n in ns]
+        out.append({key: np.asarray([row[key] for row in rows]) for key in rows[0]})
+    return out
 
 
 def main() -> None:
