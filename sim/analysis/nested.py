@@ -1,6 +1,6 @@
 """Every sample size of one simulated trial analysed at once: the sizing study's fast path.
 
-replicate_rows(history, ns, ...) gives, for each n in ns, exactly the row that analysing the first n
+replicate_columns(history, ns, ...) gives, for each n in ns, exactly the row that analysing the first n
 patients on their own gives (runner.replicate_row), but from one pass over the largest trial. It rests
 on two facts about the data cutoff. Under the landmark rule the cutoff for n is reached only when every
 transplanted patient among the first n has been followed to the landmark, so each patient's time and
@@ -9,9 +9,9 @@ landmark grows with n, and no landmark estimate or test looks there); under the 
 is the same day for every n. The patients analysed at n are therefore a prefix of those analysed at the
 largest n, and stats/nested.py estimates every prefix from one sort. Counts that do depend on n (the
 cutoff day, the duration, who was enrolled by it, the patient flow) are computed for each n exactly.
-many_replicate_columns does this for all trials of a chunk (its replicates and arms) with one batch of
-Kaplan-Meier estimates and tests. Secondary endpoints are computed per n with the scalar estimators. tests/test_nested_rows.py checks
-the rows against replicate_row for every n.
+many_replicate_columns does this for all trials of a chunk (its replicates and arms) with one batch
+of Kaplan-Meier estimates and tests. Secondary endpoints are computed per n with the scalar
+estimators. tests/test_nested_rows.py checks the rows against replicate_row for every n.
 """
 
 from __future__ import annotations
