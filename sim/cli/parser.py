@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv or ["sweep"])
     args.started = started
+    if getattr(args, "chunk_size", 0) is None:
+        args.chunk_size = commands.default_chunk_size(args)
     try:
         return args.command(args)
     except InputError as exc:
@@ -175,7 +177,9 @@ def _study_args(parser: argparse.ArgumentParser, n_default: list[int], reps: int
     parser.add_argument("--seed", type=_nonneg_int, default=1, help="master random seed (default 1)")
     parser.add_argument("--jobs", type=_jobs, default=-1,
                         help="parallel processes on this machine (--backend loky), -1 = all cores (default -1)")
-    parser.add_argument("--chunk-size", type=_positive_int, default=50, help="replicates per chunk (default 50)")
+    parser.add_argument("--chunk-size", type=_positive_int, default=None,
+                        help="replicates per chunk (default: on this machine, about 8 chunks per process, from 50 to "
+                             "500 replicates; on a cluster, 50)")
     parser.add_argument("--backend", choices=("loky", "dask", "slurm", "pbs", "sge"), default="loky",
                         help="loky: processes on this machine; dask: a running Dask cluster (needs --scheduler); "
                              "slurm, pbs, sge: start workers as batch jobs (dask-jobqueue, see below)")

@@ -8,11 +8,15 @@ the simulated cost and benefit of the rules at one n.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from sim.model.monitoring import safety_limits
 from sim.scenario.schema import Monitoring, SafetyRule
+
+if TYPE_CHECKING:  # `describe` uses these rules without paying for pandas
+    import pandas as pd
 
 RULE_WORDS = {"induction_death": "death during VIP or blinatumomab", "nrm_day100": "non-relapse death by day 100 "
               "after HSCT", "simon": "too few remissions after induction (Simon stage 1)",

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 SIMON_NMAX_LIMIT = 300  # the enumeration grows like nmax^4: about 0.4 s for nmax 100, 16 s for 300
 
@@ -56,6 +56,8 @@ class SimonDesign:
 
 def two_stage_oc(r1: int, n1: int, r: int, n: int, p: float | Iterable[float]) -> TwoStageOC:
     """Exact PET, expected size and P(reject) of the design 'stop if <= r1 of n1; reject if > r of n'."""
+    from scipy import stats  # imported here: loading scipy.stats costs 0.3 s, which `describe` need not pay
+
     _check_two_stage(r1, n1, r, n)
     p = np.atleast_1d(np.asarray(p, dtype=float))
     n2 = n - n1
@@ -93,6 +95,8 @@ def _best_design_per_n(p0: float, p1: float, alpha: float, power: float, nmax: i
     stage-1 count x1 of pmf1(x1) * P(X2 > r - x1). Ties: smallest EN, then smallest n1, then smallest
     r1; among the r that meet both error rates the largest (the smallest alpha), as clinfun does.
     """
+    from scipy import stats  # imported here: loading scipy.stats costs 0.3 s, which `describe` need not pay
+
     ps = np.array([p0, p1])
     k = np.arange(-nmax, nmax + 1)
     sizes = np.arange(nmax + 1)

@@ -80,25 +80,29 @@ def _scale(test: str) -> tuple[callable, callable]:
     return (lambda s: s), (lambda s: 1.0)
 
 
-def _test_variances(scenario: Scenario, model: PostTransplantModel, s1: float | None
-                    ) -> tuple[float, float, float, float]:
-    """(g(alt) - g(p0), n Var g under H0, n Var g under the alternative, alternative S) for the test's scale."""
+def _test_variances(scenario: Scenario, model: PostTransplantModel, s1: float | None,
+                    null: PostTransplantModel | None = None) -> tuple[float, float, float, float]:
+    """(g(alt) - g(p0), n Var g under H0, n Var g under the alternative, alternative S) for the test's scale
+    (null: the model's null twin, if already solved)."""
     a = scenario.analysis
     t = a.landmark_months * DAYS_PER_MONTH
+    null = null_twin(model, a.p0, t) if null is None else null
     if s1 is not None and s1 != rfs(model, t):
-        model = null_twin(model, s1, t)  # the same shape of risk, scaled to the alternative
+        model = null_twin(model, s1, t)  # the same shape of risk, scaled to the alternative (the same null twin)
     alt = rfs(model, t)
     g, dg = _scale(a.test)
-    v0 = km_variance_factor(null_twin(model, a.p0, t), t) * dg(a.p0) ** 2
+    v0 = km_variance_factor(null, t) * dg(a.p0) ** 2
     v1 = km_variance_factor(model, t) * dg(alt) ** 2
     return float(abs(g(alt) - g(a.p0))), v0, v1, alt
 
 
 def normal_approx_transplanted(scenario: Scenario, model: PostTransplantModel, power: float | list[float],
-                               s1: float | None = None) -> float | list[float]:
+                               s1: float | None = None, null: PostTransplantModel | None = None
+                               ) -> float | list[float]:
     """Transplanted patients for `power` (or each of several) at one-sided alpha, H0 S = p0 vs the model's true S
-    (or s1). Several powers share one variance calculation (with GVHD linked to NRM, each is several ODE solves)."""
-    delta, v0, v1, _ = _test_variances(scenario, model, s1)
+    (or s1). Several powers share one variance calculation (with GVHD linked to NRM, each is several ODE solves);
+    so can several alternatives, given the model's null twin (null)."""
+    delta, v0, v1, _ = _test_variances(scenario, model, s1, null)
     z_a = special.ndtri(1 - scenario.analysis.alpha)
     needed = [float((z_a * np.sqrt(v0) + special.ndtri(p) * np.sqrt(v1)) ** 2 / delta ** 2)
               for p in np.atleast_1d(power)]

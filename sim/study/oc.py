@@ -9,6 +9,8 @@ endpoint is not evaluable counts as "H0 not rejected" in power and type I error.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -67,11 +69,21 @@ def spread(x: np.ndarray, name: str) -> dict[str, float]:
             f"{name}_p90": float(p90)}
 
 
+def by_n(replicates: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(n, its rows in their order) for each n, ascending; like groupby("n"), without first copying the whole
+    table in n order (a large study's rows are the largest object the client holds)."""
+    n = replicates["n"].to_numpy()
+    order = np.argsort(n, kind="stable")
+    values, starts = np.unique(n[order], return_index=True)
+    for value, rows in zip(values.tolist(), np.split(order, starts[1:]), strict=True):
+        yield value, replicates.take(rows)
+
+
 def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[str, float]],
                               analyses: tuple[str, ...]) -> pd.DataFrame:
     """One row per (n, analysis): power and type I error (tested analyses) and estimation measures."""
     rows = []
-    for n, at_n in replicates.groupby("n", sort=True):
+    for n, at_n in by_n(replicates):
         design = at_n[at_n["arm"] == "design"].sort_values("replicate")
         null = at_n[at_n["arm"] == "null"].sort_values("replicate")
         alt = at_n[at_n["arm"] == "alt"].sort_values("replicate")
@@ -174,10 +186,10 @@ def refinement_ns(oc: pd.DataFrame, targets: tuple[float, ...], analysis: str = 
 
 def expected_flow(replicates: pd.DataFrame) -> pd.DataFrame:
     """The expected CONSORT diagram: per n and box, mean and 10th/50th/90th percentile of the count."""
-    design = replicates[replicates["arm"] == "design"]
-    boxes = [c for c in design.columns if c.startswith("flow_")]
+    boxes = [c for c in replicates.columns if c.startswith("flow_")]
+    design = replicates.loc[(replicates["arm"] == "design").to_numpy(), ["n", *boxes]]
     rows = []
-    for n, at_n in design.groupby("n", sort=True):
+    for n, at_n in by_n(design):
         for box in boxes:
             values = at_n[box].to_numpy(dtype=float)
             rows.append({"n": int(n), "box": box.removeprefix("flow_")} | {

@@ -25,6 +25,7 @@ from sim.scenario.schema import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 
 def write_atomically(folder: Path, files: dict[str, str | bytes]) -> None:
@@ -53,11 +54,16 @@ def _write(handle, data: bytes) -> None:
     handle.write(data)
 
 
-def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
+def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None:
     """Write a table as Parquet to a temporary name beside `path`, then rename it into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        frame.to_parquet(tmp, index=False)
+        if hasattr(frame, "to_parquet"):
+            frame.to_parquet(tmp, index=False)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(frame, tmp)
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as exc:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from sim.model.post_transplant import post_transplant_history
 from sim.scenario.calibrate import PostTransplantModel, calibrate, null_twin
 from sim.scenario.schema import DAYS_PER_MONTH, InputError, Scenario
 from sim.study.provenance import ensure_folder, write_atomically, write_parquet_atomically
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 ARMS = ("design", "null", "alt")
 ENDPOINT_SETS = ("rfs", "primary", "all")   # each includes the ones before it
@@ -80,9 +83,24 @@ def arm_models(scenario: Scenario) -> dict[str, PostTransplantModel]:
 # --------------------------------------------------------------------------- one chunk (runs on workers)
 
 
+ANALYSIS_BATCH = 50  # replicates whose trials are analysed together: the batch's arrays stay small in a large chunk
+
+
 def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int
                    ) -> dict[str, np.ndarray]:
     """Rows (replicate, n, arm) for replicates start..stop-1, as columns of plain numpy arrays."""
+    blocks: list[dict[str, np.ndarray]] = []
+    for first in range(start, stop, ANALYSIS_BATCH):
+        blocks += _batch_blocks(study, models, first, min(stop, first + ANALYSIS_BATCH))
+    blocks.sort(key=lambda b: (int(b["replicate"][0]), str(b["arm"][0]), int(b["n"][0])))  # one canonical order
+    keys = list(dict.fromkeys(key for block in blocks for key in block))
+    return {key: np.concatenate([block[key] if key in block else np.full(block["n"].size, np.nan)
+                                 for block in blocks]) for key in keys}
+
+
+def _batch_blocks(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int
+                  ) -> list[dict[str, np.ndarray]]:
+    """The rows of replicates start..stop-1, a block per (replicate, arm) or, each n on its own, per n too."""
     blocks: list[dict[str, np.ndarray]] = []
     unmonitored: list[tuple[int, tuple[int, ...], str, tuple[TrialHistory, str, bool]]] = []
     monitored = any_enabled(study.scenario.monitoring)
@@ -91,26 +109,25 @@ def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: 
             for arm in study.arms:
                 arm_history = history if arm == "design" else _with_post(history, models[arm])
                 # The twins exist for type I error and power at p1: their secondary endpoints and the
-                # patient flow (the same pathway as the design arm) are not needed (NaN).
+                # patient flow (the same pathway as the design arm) are not needed (NaN); nor is the flow
+                # in a study of the primary endpoint alone (the refinement of the required n).
                 design = arm == "design"
                 endpoints = study.endpoints if design else min(study.endpoints, "primary", key=ENDPOINT_SETS.index)
+                flow = design and study.endpoints != "rfs"
                 if not monitored:
-                    unmonitored.append((r, ns, arm, (arm_history, endpoints, design)))
+                    unmonitored.append((r, ns, arm, (arm_history, endpoints, flow)))
                     continue
                 if live_monitoring(study.scenario):
-                    columns = live_columns(study, models[arm], r, ns[0], arm_history, endpoints, design)
+                    columns = live_columns(study, models[arm], r, ns[0], arm_history, endpoints, flow)
                 else:
-                    columns = monitored_columns(arm_history, ns, endpoints, design,
+                    columns = monitored_columns(arm_history, ns, endpoints, flow,
                                                 times_after_hsct(history.draws, models[arm]))
                 blocks.append(_block(r, ns, arm, columns))
     for ns in dict.fromkeys(ns for _, ns, _, _ in unmonitored):   # one batch per n grid (one, or each n alone)
         same = [item for item in unmonitored if item[1] == ns]
         analysed = analysed_columns([trial for *_, trial in same], ns)
         blocks += [_block(r, ns, arm, columns) for (r, _, arm, _), columns in zip(same, analysed, strict=True)]
-    blocks.sort(key=lambda b: (int(b["replicate"][0]), str(b["arm"][0]), int(b["n"][0])))  # one canonical order
-    keys = list(dict.fromkeys(key for block in blocks for key in block))
-    return {key: np.concatenate([block[key] if key in block else np.full(block["n"].size, np.nan)
-                                 for block in blocks]) for key in keys}
+    return blocks
 
 
 def _block(r: int, ns: tuple[int, ...], arm: str, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -264,9 +281,13 @@ def _complete_chunk(replicate: np.ndarray, n: np.ndarray, arm: list, start: int,
     return bool((rows == sizes * arms).all()) and len(np.unique(n)) == sizes
 
 
-def write_chunk(out: Path, start: int, stop: int, columns: dict[str, np.ndarray]) -> None:
-    """Write one chunk atomically: a temporary file in the same folder, then rename."""
-    write_parquet_atomically(pd.DataFrame(columns), chunk_path(out, start, stop))
+def write_chunk(out: Path, start: int, stop: int, columns: dict[str, np.ndarray]) -> pa.Table:
+    """Write one chunk atomically (a temporary file in the same folder, then rename); return it as a table."""
+    import pyarrow as pa
+
+    table = pa.table(columns)
+    write_parquet_atomically(table, chunk_path(out, start, stop))
+    return table
 
 
 def prepare_output(out: Path, study: Study) -> None:
@@ -335,8 +356,10 @@ def _shown(value: object) -> str:
     return " ".join(str(value).split())[:60]
 
 
-def load_replicates(out: Path, reps: int, chunks: set[tuple[int, int]] | None = None) -> pd.DataFrame:
-    """Every replicate row < reps from OUT/chunks/, in (replicate, arm, n) order.
+def load_replicates(out: Path, reps: int, chunks: set[tuple[int, int]] | None = None,
+                    in_memory: dict[tuple[int, int], pa.Table] | None = None) -> pd.DataFrame:
+    """Every replicate row < reps from OUT/chunks/ (or from in_memory, the chunks this run just wrote), in
+    (replicate, arm, n) order.
 
     Chunks never overlap and their rows are already in that order, so reading them in order needs no
     sort; filtering happens only if the folder holds more replicates than asked for. Arrow tables are
@@ -347,11 +370,14 @@ def load_replicates(out: Path, reps: int, chunks: set[tuple[int, int]] | None = 
     import pyarrow.parquet as pq
 
     chunks = finished_chunks(out) if chunks is None else chunks
-    table = pa.concat_tables([pq.read_table(chunk_path(out, start, stop))
-                              for start, stop in sorted(chunks) if start < reps])
+    in_memory = in_memory or {}
+    tables = [in_memory[chunk] if chunk in in_memory else pq.read_table(chunk_path(out, *chunk))
+              for chunk in sorted(chunks) if chunk[0] < reps]
+    table = pa.concat_tables(tables, promote_options="default")  # a column missing from a chunk reads as null
+    del tables
     if pc.max(table["replicate"]).as_py() >= reps:
         table = table.filter(pc.less(table["replicate"], reps))
-    return table.to_pandas(strings_to_categorical=True)
+    return table.to_pandas(strings_to_categorical=True, split_blocks=True, self_destruct=True)
 
 
 def run_study(study: Study, out: Path, executor: Executor, chunk_size: int = 50,
@@ -370,9 +396,10 @@ def run_study(study: Study, out: Path, executor: Executor, chunk_size: int = 50,
     todo = chunk_ranges(study.reps, chunk_size, done)
     if progress is not None:
         progress(study.reps - sum(stop - start for start, stop in todo))
+    fresh: dict[tuple[int, int], pa.Table] = {}
     for start, stop, columns in executor.run(study, models, todo):
-        write_chunk(out, start, stop, columns)
+        fresh[(start, stop)] = write_chunk(out, start, stop, columns)
         done.add((start, stop))
         if progress is not None:
             progress(stop - start)
-    return load_replicates(out, study.reps, done)
+    return load_replicates(out, study.reps, done, fresh)

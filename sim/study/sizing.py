@@ -11,6 +11,7 @@ are exactly those the grid study would have produced at those n (same seed, same
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,12 +50,15 @@ def run_sizing(study: Study, out: Path, executor: Executor, truths: Callable[[],
                notify: Callable[[str], None] | None = None) -> SizingResults:
     """Run (or resume) the grid and its refinement in OUT/ and OUT/refine/; summarise both.
 
-    truths() is called once, after the grid has run (the ITT truth takes a few seconds).
+    truths() is called once, in a thread while the grid's chunks run (the ITT truth cohort takes about a second of
+    client time that would otherwise follow the grid), so it must not print.
     refine_progress(ns) returns the progress callback for the refinement of those n (or None); notify is told
     about chunk files found damaged and recomputed.
     """
-    replicates = run_study(study, out, executor, chunk_size, progress=progress, models=models, notify=notify)
-    true = truths()
+    with ThreadPoolExecutor(max_workers=1) as background:
+        pending = background.submit(truths)
+        replicates = run_study(study, out, executor, chunk_size, progress=progress, models=models, notify=notify)
+        true = pending.result()
     oc = operating_characteristics(replicates, true, analyses_for(study.endpoints))
     extra = refinement_ns(oc, targets)
     refined = pd.DataFrame()
