@@ -1,17 +1,26 @@
-"""The full sizing study against its targets: wall time and peak memory, and the naive baseline.
+"""The full sizing study against the scale targets: wall time, the client's share, peak memory, the naive baseline.
 
-Runs `run_sim.py sweep` for 9 sample sizes (20-100) x 10,000 replicates (each replicate: the
-scenario and its null twin) with `--endpoints primary` and with every endpoint, on --jobs processes,
---repeats times each, into temporary folders; prints the median wall time and the peak resident
-memory (this process and its workers). Then times the straightforward approach (each (n, replicate)
-its own SimPy trial, lifelines' KaplanMeierFitter for the estimate) on a sample and extrapolates.
-Targets (issue 4): primary < 60 s, all < 120 s on 2 cores, peak memory < 1 GB.
+Runs `run_sim.py sweep` (9 sample sizes 20-100 x 3 arms: the scenario, its null twin and its p1 twin, plus the
+refinement of the required n to the patient) as a whole command in a subprocess, --repeats times each:
+  - with `--endpoints primary` at --reps replicates (default 10,000): median wall seconds start to finish, peak
+    resident memory of the largest process, and the manifest's timing (seconds waiting for the workers'
+    chunks, the client's seconds and share);
+  - with every endpoint (`--endpoints all`) at the same replicates;
+  - with `--endpoints primary` at 200 and 2,000 replicates too, so that the cost per replicate and the fixed
+    cost (what does not grow with replicates) can be read off;
+  - `describe` as a command.
+Then times the straightforward approach (each (n, replicate, arm) its own SimPy trial, analysed with lifelines'
+KaplanMeierFitter) on a sample, extrapolates it to the issue's study (9 n x 2 arms x --reps), and prints the ratio
+to the primary sweep's median wall time in this same run.
+Targets (issue 12): primary <= 8 s, all <= 20 s wall on 2 cores; client share <= 5%; peak memory < 1 GB;
+describe < 1 s; ratio to the naive approach >= 200.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -20,22 +29,38 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Runs a command and prints the peak RSS (kB) of the largest process in its tree (itself or a reaped descendant).
+PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def timed_sweep(endpoints: str, reps: int, jobs: int) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB, largest single process) of one sweep run in a subprocess."""
+def timed_command(arguments: list[str]) -> tuple[float, float]:
+    """Wall seconds (start to finish, imports included) and peak RSS in MB of `run_sim.py ARGUMENTS`."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PEAK, sys.executable, "run_sim.py", *arguments], cwd=ROOT,
+                          check=True, capture_output=True, text=True)
+    return time.perf_counter() - start, int(done.stdout.split()[-1]) / 1024
+
+
+def timed_sweep(endpoints: str, reps: int, jobs: int) -> dict[str, float]:
+    """One sweep: wall seconds, peak MB and the manifest's timing (client and worker-wait seconds)."""
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "run_sim.py", "sweep", "--n", "20:100:10", "--reps", str(reps), "--seed", "1",
-                   "--jobs", str(jobs), "--endpoints", endpoints, "--out", out, "--quiet"]
-        start = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-        wall = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return wall, peak_mb
+        wall, peak = timed_command(["sweep", "--n", "20:100:10", "--reps", str(reps), "--seed", "1", "--jobs",
+                                    str(jobs), "--endpoints", endpoints, "--out", out, "--quiet"])
+        timing = json.loads((Path(out) / "manifest.json").read_text())["timing"]
+    return {"wall": wall, "peak": peak} | timing
+
+
+def repeated(endpoints: str, reps: int, jobs: int, repeats: int) -> dict[str, float]:
+    """Medians over `repeats` runs of every measure of timed_sweep."""
+    runs = [timed_sweep(endpoints, reps, jobs) for _ in range(repeats)]
+    out = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    out["walls"] = [run["wall"] for run in runs]
+    return out
 
 
 def naive_seconds_per_trial(samples: int = 60) -> float:
-    """Seconds for one (n, replicate) done the straightforward way, averaged over the n grid."""
+    """Seconds for one (n, replicate, arm) done the straightforward way, averaged over the n grid."""
     from lifelines import KaplanMeierFitter
 
     from sim.analysis.endpoints import observe, time_to_first
@@ -53,27 +78,38 @@ def naive_seconds_per_trial(samples: int = 60) -> float:
     return (time.perf_counter() - start) / samples
 
 
+def line(label: str, run: dict[str, float]) -> str:
+    return (f"{label}: median wall {run['wall']:.1f} s (runs {', '.join(f'{w:.1f}' for w in run['walls'])}); "
+            f"to the tables {run['command_seconds']:.1f} s = {run['worker_wait_seconds']:.1f} s waiting for workers "
+            f"+ {run['client_seconds']:.1f} s client (share {run['client_share']:.1%}); peak RSS {run['peak']:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=10_000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    runs = {}
-    for endpoints in ("primary", "all"):
-        walls = []
-        for _ in range(args.repeats):
-            wall, peak = timed_sweep(endpoints, args.reps, args.jobs)
-            walls.append(wall)
-        runs[endpoints] = statistics.median(walls)
-        print(f"sweep --endpoints {endpoints:<7} 9 n x {args.reps} reps x 2 arms, jobs {args.jobs}: "
-              f"median {runs[endpoints]:.1f} s (runs: {', '.join(f'{w:.1f}' for w in walls)}); "
-              f"peak RSS of a process {peak:.0f} MB")
+    print(f"{os.cpu_count()} cores; load average at the start {os.getloadavg()[0]:.2f}")
+    describe = [timed_command(["describe"])[0] for _ in range(args.repeats)]
+    print(f"describe: median {statistics.median(describe):.2f} s (runs {', '.join(f'{w:.2f}' for w in describe)})")
+    small = {reps: repeated("primary", reps, args.jobs, args.repeats) for reps in (200, 2000)}
+    primary = repeated("primary", args.reps, args.jobs, args.repeats)
+    for reps, run in small.items():
+        print(line(f"sweep --endpoints primary, {reps} reps", run))
+    print(line(f"sweep --endpoints primary, {args.reps} reps", primary))
+    slope = (primary["wall"] - small[2000]["wall"]) / (args.reps - 2000)
+    print(f"  cost per replicate {slope * 1e3:.2f} ms of wall time (2 passes: grid and refinement); fixed cost "
+          f"{primary['wall'] - slope * args.reps:.1f} s")
+    full = repeated("all", args.reps, args.jobs, args.repeats)
+    print(line(f"sweep --endpoints all, {args.reps} reps", full))
     per_trial = naive_seconds_per_trial()
     naive_total = per_trial * 9 * args.reps * 2
     print(f"naive (one SimPy trial + lifelines KM per n, replicate and arm): {per_trial * 1e3:.1f} ms per trial "
-          f"-> {naive_total / 60:.1f} min on one core for the same study; "
-          f"ratio to --endpoints primary on {args.jobs} cores: {naive_total / runs['primary']:.0f}x")
+          f"-> {naive_total / 60:.1f} min on one core for 9 n x {args.reps} reps x 2 arms; "
+          f"ratio to the primary sweep (3 arms and refinement, whole command, {args.jobs} processes): "
+          f"{naive_total / primary['wall']:.0f}x")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
