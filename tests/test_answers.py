@@ -21,9 +21,12 @@ from sim.report.headline import ANTI_CONSERVATIVE, CALENDAR_CAP, CONSERVATIVE, E
 from sim.scenario.calibrate import rfs
 from sim.scenario.schema import DAYS_PER_MONTH, ScenarioError, load_scenario
 from sim.study.design import p_reach_hsct
+from sim.study.executors import LocalExecutor
 from sim.study.oc import refinement_ns, required_n
 from sim.study.runner import Study, arm_models, simulate_chunk
+from sim.study.sizing import run_sizing
 from sim.study.targets import apply_targets, load_with_targets
+from sim.study.truth import true_values
 
 BASE = Path(__file__).resolve().parent.parent / "scenarios" / "base.toml"
 
@@ -85,6 +88,30 @@ def test_refined_required_n_lies_inside_the_grid_interval_and_is_reproducible(tm
     assert g.required_n_low - 30 < refined.required_n_low <= refined.required_n <= refined.required_n_high
     power = pd.read_csv(tmp_path / "a" / "power_all_n.csv").set_index("n")
     assert power.loc[int(refined.required_n), "power"] >= 0.6 > power.loc[int(refined.required_n) - 1, "power"]
+
+
+def test_refinement_from_the_grids_own_trials_equals_simulating_the_refined_n(tmp_path, base):
+    """The dense path (every n between grid points analysed with the grid's trials) gives exactly the rows that
+    simulating the refined n after the grid gives, and the refinement's operating characteristics with them."""
+    study = Study(base, (20, 50, 80), 40, 9, "primary")
+    models = arm_models(base)
+    truths = true_values(base, models, 9, itt=False)
+    results = run_sizing(study, tmp_path / "o", LocalExecutor(1), lambda: truths, (0.5, 0.7), models, chunk_size=15)
+    assert results.refined_in_grid and (tmp_path / "o" / "dense").is_dir() and not (tmp_path / "o" / "refine").exists()
+    extra = tuple(sorted(int(n) for n in results.refined["n"].unique()))
+    assert extra and set(extra) < set(range(21, 80))
+    simulated = pd.DataFrame(simulate_chunk(Study(base, extra, 40, 9, "rfs", ("design", "alt")), models, 0, 40))
+    dense = results.refined.astype({c: object for c in results.refined.select_dtypes("category")})
+    pd.testing.assert_frame_equal(dense, simulated.astype({c: object for c in simulated.select_dtypes("O")}),
+                                  check_dtype=False)
+    assert (dense.dtypes.map(lambda d: d.kind) == simulated.dtypes.map(lambda d: d.kind)).all()
+    # Resuming reads the same rows back from OUT/dense/; a chunk whose dense rows are lost is computed again.
+    next(iter((tmp_path / "o" / "dense").glob("reps-*.parquet"))).unlink()
+    told = []
+    again = run_sizing(study, tmp_path / "o", LocalExecutor(1), lambda: truths, (0.5, 0.7), models, notify=told.append)
+    assert len(told) == 1 and "computed again" in told[0]
+    pd.testing.assert_frame_equal(again.oc_primary, results.oc_primary)
+    pd.testing.assert_frame_equal(again.refined, results.refined)
 
 
 # --------------------------------------------------------------------------- the headline and its flags

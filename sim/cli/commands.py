@@ -232,6 +232,10 @@ def sweep(args: argparse.Namespace) -> int:
                              progress=console.progress(args.reps), refine_progress=refine_progress, notify=note)
     finally:
         _close(executor)
+    if results.refined_in_grid:
+        extra = tuple(sorted(int(n) for n in results.refined["n"].unique()))
+        console.say(f"  refined the required n to the patient: {len(extra)} more sample sizes "
+                    f"(n = {_grid_text(extra)}), primary endpoint, from the grid's own trials")
     a = scenario.analysis
     top = headline(a, truths["design"]["rfs"], results.oc_primary, results.sizes, ns, tuple(args.overrides))
     own = results.sizes[results.sizes["at"] == "scenario"].iloc[0]

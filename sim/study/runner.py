@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 ARMS = ("design", "null", "alt")
+DENSE_ARMS = ("design", "alt")   # the arms whose power a refinement of the required n needs
 ENDPOINT_SETS = ("rfs", "primary", "all")   # each includes the ones before it
 ChunkResult = tuple[int, int, dict[str, np.ndarray]]
 
@@ -60,11 +61,15 @@ class Study:
     seed: int
     endpoints: str = "all"          # "rfs" (primary only), "primary" (+ ITT) or "all" (+ every secondary endpoint)
     arms: tuple[str, ...] = ARMS
+    # Further n analysed from the same nested pathways for the primary endpoint alone, in DENSE_ARMS: the n a
+    # refinement of the required n may ask for, at the cost of their analysis only (sizing.py).
+    dense: tuple[int, ...] = ()
 
     def identity(self) -> dict[str, object]:
         """What must match for existing chunks to be reused (not reps: a study can be extended)."""
-        return {"scenario": self.scenario.model_dump(), "ns": list(self.ns), "seed": self.seed,
-                "endpoints": self.endpoints, "arms": list(self.arms)}
+        identity = {"scenario": self.scenario.model_dump(), "ns": list(self.ns), "seed": self.seed,
+                    "endpoints": self.endpoints, "arms": list(self.arms)}
+        return identity | ({"dense": list(self.dense)} if self.dense else {})
 
     def chunk(self, models: dict[str, PostTransplantModel], start: int, stop: int) -> dict[str, np.ndarray]:
         """The rows of replicates start..stop-1 (what executors run; other studies, e.g. assurance, have their own)."""
@@ -83,24 +88,46 @@ def arm_models(scenario: Scenario) -> dict[str, PostTransplantModel]:
 # --------------------------------------------------------------------------- one chunk (runs on workers)
 
 
+DENSE_PREFIX = "dense."   # simulate_chunk's columns of the dense n (another table, with its own length)
+DENSE_FOLDER = "dense"    # where a study keeps the chunks of its dense n, beside "chunks"
 ANALYSIS_BATCH = 50  # replicates whose trials are analysed together: the batch's arrays stay small in a large chunk
 
 
 def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int
                    ) -> dict[str, np.ndarray]:
-    """Rows (replicate, n, arm) for replicates start..stop-1, as columns of plain numpy arrays."""
+    """Rows (replicate, n, arm) for replicates start..stop-1, as columns of plain numpy arrays; the rows of the
+    study's dense n (if any) follow as columns named DENSE_PREFIX + name, a table of their own (write_chunk)."""
     blocks: list[dict[str, np.ndarray]] = []
+    dense: list[dict[str, np.ndarray]] = []
     for first in range(start, stop, ANALYSIS_BATCH):
-        blocks += _batch_blocks(study, models, first, min(stop, first + ANALYSIS_BATCH))
-    blocks.sort(key=lambda b: (int(b["replicate"][0]), str(b["arm"][0]), int(b["n"][0])))  # one canonical order
+        grid_blocks, dense_blocks = _batch_blocks(study, models, first, min(stop, first + ANALYSIS_BATCH))
+        blocks += grid_blocks
+        dense += dense_blocks
+    columns = stacked(sorted(blocks, key=_canonical))
+    if dense:
+        columns |= {DENSE_PREFIX + key: value for key, value in stacked(sorted(dense, key=_canonical)).items()}
+    return columns
+
+
+def _canonical(block: dict[str, np.ndarray]) -> tuple[int, str, int]:
+    """One canonical order of rows: replicate, arm, n."""
+    return int(block["replicate"][0]), str(block["arm"][0]), int(block["n"][0])
+
+
+def stacked(blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Blocks of rows as one set of columns; a column a block lacks is empty there: NaN, or '' for text and False
+    for decisions (so that a column keeps its type)."""
     keys = list(dict.fromkeys(key for block in blocks for key in block))
-    return {key: np.concatenate([block[key] if key in block else np.full(block["n"].size, np.nan)
+    kinds = {key: next(block[key].dtype.kind for block in blocks if key in block) for key in keys}
+    empty = {"U": "", "b": False}
+    return {key: np.concatenate([block[key] if key in block else np.full(block["n"].size, empty.get(kinds[key], np.nan))
                                  for block in blocks]) for key in keys}
 
 
 def _batch_blocks(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int
-                  ) -> list[dict[str, np.ndarray]]:
-    """The rows of replicates start..stop-1, a block per (replicate, arm) or, each n on its own, per n too."""
+                  ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """The rows of replicates start..stop-1, a block per (replicate, arm) or, each n on its own, per n too; and
+    the blocks of the dense n (per replicate and dense arm)."""
     blocks: list[dict[str, np.ndarray]] = []
     unmonitored: list[tuple[int, tuple[int, ...], str, tuple[TrialHistory, str, bool]]] = []
     monitored = any_enabled(study.scenario.monitoring)
@@ -127,7 +154,13 @@ def _batch_blocks(study: Study, models: dict[str, PostTransplantModel], start: i
         same = [item for item in unmonitored if item[1] == ns]
         analysed = analysed_columns([trial for *_, trial in same], ns)
         blocks += [_block(r, ns, arm, columns) for (r, _, arm, _), columns in zip(same, analysed, strict=True)]
-    return blocks
+    if not study.dense:
+        return blocks, []
+    if monitored or len({ns for _, ns, _, _ in unmonitored}) != 1:
+        raise ValueError("dense n need nested pathways without interim rules (one pathway per replicate)")
+    same = [(r, arm, history) for r, _, arm, (history, _, _) in unmonitored if arm in DENSE_ARMS]
+    analysed = analysed_columns([(history, "rfs", False) for *_, history in same], study.dense)
+    return blocks, [_block(r, study.dense, arm, columns) for (r, arm, _), columns in zip(same, analysed, strict=True)]
 
 
 def _block(r: int, ns: tuple[int, ...], arm: str, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -232,9 +265,9 @@ def chunk_ranges(reps: int, chunk_size: int, done: set[tuple[int, int]] = frozen
     return ranges
 
 
-def chunk_path(out: Path, start: int, stop: int) -> Path:
-    """Where the chunk of replicates start..stop-1 lives."""
-    return out / "chunks" / f"reps-{start:08d}-{stop:08d}.parquet"
+def chunk_path(out: Path, start: int, stop: int, part: str = "chunks") -> Path:
+    """Where the chunk of replicates start..stop-1 lives (part DENSE_FOLDER: the rows of its dense n)."""
+    return out / part / f"reps-{start:08d}-{stop:08d}.parquet"
 
 
 def finished_chunks(out: Path) -> set[tuple[int, int]]:
@@ -249,27 +282,33 @@ def finished_chunks(out: Path) -> set[tuple[int, int]]:
 
 def usable_chunks(out: Path, study: Study) -> tuple[set[tuple[int, int]], list[Path]]:
     """Chunk files whose content is complete (readable Parquet holding every replicate of its range, each with the
-    same number of rows, one per n and arm of the study), not overlapping; and the paths of the others, which are
-    to be recomputed."""
-    import pyarrow.parquet as pq
-
+    same number of rows, one per n and arm of the study; likewise the rows of its dense n, if the study has
+    any), not overlapping; and the paths of the others, which are to be recomputed."""
     good: set[tuple[int, int]] = set()
     bad: list[Path] = []
     last_stop = -1
+    dense = getattr(study, "dense", ())
     for start, stop in sorted(finished_chunks(out)):
-        path = chunk_path(out, start, stop)
-        try:
-            table = pq.read_table(path, columns=["replicate", "n", "arm", "rfs_reject"])
-            complete = _complete_chunk(table.column("replicate").to_numpy(), table.column("n").to_numpy(),
-                                       table.column("arm").to_pylist(), start, stop, len(study.ns))
-        except (OSError, ValueError, KeyError):  # pyarrow's ArrowInvalid is a ValueError: not Parquet, truncated
-            complete = False
+        paths = [chunk_path(out, start, stop)] + ([chunk_path(out, start, stop, DENSE_FOLDER)] if dense else [])
+        complete = _readable_and_complete(paths[0], start, stop, len(study.ns)) and \
+            (not dense or _readable_and_complete(paths[1], start, stop, len(dense)))
         if not complete:
-            bad.append(path)
+            bad += [path for path in paths if path.exists()]
         elif start >= last_stop:  # a chunk overlapping an earlier one (a foreign copy) is not used
             good.add((start, stop))
             last_stop = stop
     return good, bad
+
+
+def _readable_and_complete(path: Path, start: int, stop: int, sizes: int) -> bool:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=["replicate", "n", "arm", "rfs_reject"])
+        return _complete_chunk(table.column("replicate").to_numpy(), table.column("n").to_numpy(),
+                               table.column("arm").to_pylist(), start, stop, sizes)
+    except (OSError, ValueError, KeyError):  # pyarrow's ArrowInvalid is a ValueError: not Parquet, truncated
+        return False
 
 
 def _complete_chunk(replicate: np.ndarray, n: np.ndarray, arm: list, start: int, stop: int, sizes: int) -> bool:
@@ -282,10 +321,15 @@ def _complete_chunk(replicate: np.ndarray, n: np.ndarray, arm: list, start: int,
 
 
 def write_chunk(out: Path, start: int, stop: int, columns: dict[str, np.ndarray]) -> pa.Table:
-    """Write one chunk atomically (a temporary file in the same folder, then rename); return it as a table."""
+    """Write one chunk atomically (a temporary file in the same folder, then rename), the rows of its dense n
+    first (a chunk counts as finished when both exist); return the grid's rows as a table."""
     import pyarrow as pa
 
-    table = pa.table(columns)
+    dense = {key.removeprefix(DENSE_PREFIX): value for key, value in columns.items() if key.startswith(DENSE_PREFIX)}
+    if dense:
+        ensure_folder(out / DENSE_FOLDER)
+        write_parquet_atomically(pa.table(dense), chunk_path(out, start, stop, DENSE_FOLDER))
+    table = pa.table({key: value for key, value in columns.items() if not key.startswith(DENSE_PREFIX)})
     write_parquet_atomically(table, chunk_path(out, start, stop))
     return table
 
@@ -331,7 +375,8 @@ def _stored_identity(out: Path) -> dict:
 def study_differences(stored: dict, identity: dict, most: int = 4) -> str:
     """What differs between two study identities, in words: scenario keys, seed, n grid, endpoints."""
     differences = []
-    for key, label in (("seed", "seed"), ("ns", "n grid"), ("endpoints", "endpoints")):
+    for key, label in (("seed", "seed"), ("ns", "n grid"), ("endpoints", "endpoints"),
+                       ("dense", "n between grid points")):
         if stored.get(key) != identity.get(key):
             differences.append(f"{label} {_shown(stored.get(key))} there, {_shown(identity.get(key))} now")
     old, new = _flat(stored.get("scenario", {})), _flat(identity["scenario"])
@@ -357,9 +402,10 @@ def _shown(value: object) -> str:
 
 
 def load_replicates(out: Path, reps: int, chunks: set[tuple[int, int]] | None = None,
-                    in_memory: dict[tuple[int, int], pa.Table] | None = None) -> pd.DataFrame:
+                    in_memory: dict[tuple[int, int], pa.Table] | None = None, part: str = "chunks",
+                    ns: tuple[int, ...] | None = None) -> pd.DataFrame:
     """Every replicate row < reps from OUT/chunks/ (or from in_memory, the chunks this run just wrote), in
-    (replicate, arm, n) order.
+    (replicate, arm, n) order; part DENSE_FOLDER: the rows of the dense n; ns: only the rows of these n.
 
     Chunks never overlap and their rows are already in that order, so reading them in order needs no
     sort; filtering happens only if the folder holds more replicates than asked for. Arrow tables are
@@ -371,11 +417,14 @@ def load_replicates(out: Path, reps: int, chunks: set[tuple[int, int]] | None = 
 
     chunks = finished_chunks(out) if chunks is None else chunks
     in_memory = in_memory or {}
-    tables = [in_memory[chunk] if chunk in in_memory else pq.read_table(chunk_path(out, *chunk))
+    wanted = None if ns is None else [("n", "in", list(ns))]
+    tables = [in_memory[chunk] if chunk in in_memory else pq.read_table(chunk_path(out, *chunk, part), filters=wanted)
               for chunk in sorted(chunks) if chunk[0] < reps]
     table = pa.concat_tables(tables, promote_options="default")  # a column missing from a chunk reads as null
     del tables
-    if pc.max(table["replicate"]).as_py() >= reps:
+    if ns is not None:
+        table = table.filter(pc.is_in(table["n"], value_set=pa.array(ns, type=table["n"].type)))
+    if len(table) and pc.max(table["replicate"]).as_py() >= reps:
         table = table.filter(pc.less(table["replicate"], reps))
     return table.to_pandas(strings_to_categorical=True, split_blocks=True, self_destruct=True)
 
@@ -386,6 +435,17 @@ def run_study(study: Study, out: Path, executor: Executor, chunk_size: int = 50,
               notify: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Run (or resume) every missing chunk, then return all replicate rows (models: arm_models, if already solved;
     notify: told about chunk files that were unreadable or incomplete and are recomputed)."""
+    done, fresh = run_chunks(study, out, executor, chunk_size, progress, models, notify)
+    return load_replicates(out, study.reps, done, fresh)
+
+
+def run_chunks(study: Study, out: Path, executor: Executor, chunk_size: int = 50,
+               progress: Callable[[int], None] | None = None,
+               models: dict[str, PostTransplantModel] | None = None,
+               notify: Callable[[str], None] | None = None
+               ) -> tuple[set[tuple[int, int]], dict[tuple[int, int], pa.Table]]:
+    """Run (or resume) every missing chunk: the chunks now on disk, and the grid rows of those computed in this
+    run (so that they need not be read back)."""
     prepare_output(out, study)
     models = arm_models(study.scenario) if models is None else models
     done, bad = usable_chunks(out, study)
@@ -402,4 +462,4 @@ def run_study(study: Study, out: Path, executor: Executor, chunk_size: int = 50,
         done.add((start, stop))
         if progress is not None:
             progress(stop - start)
-    return load_replicates(out, study.reps, done, fresh)
+    return done, fresh
