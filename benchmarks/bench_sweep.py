@@ -1,7 +1,8 @@
 """The full sizing study against the scale targets: wall time, the client's share, peak memory, the naive baseline.
 
 Runs `run_sim.py sweep` (9 sample sizes 20-100 x 3 arms: the scenario, its null twin and its p1 twin, plus the
-refinement of the required n to the patient) as a whole command in a subprocess, --repeats times each:
+refinement of the required n to the patient, from the grid's own trials) as a whole command in a subprocess,
+--repeats times each:
   - with `--endpoints primary` at --reps replicates (default 10,000): median wall seconds start to finish, peak
     resident memory of the largest process, and the manifest's timing (seconds waiting for the workers'
     chunks, the client's seconds and share);
@@ -101,7 +102,7 @@ def main() -> None:
         print(line(f"sweep --endpoints primary, {reps} reps", run))
     print(line(f"sweep --endpoints primary, {args.reps} reps", primary))
     slope = (primary["wall"] - small[2000]["wall"]) / (args.reps - 2000)
-    print(f"  cost per replicate {slope * 1e3:.2f} ms of wall time (2 passes: grid and refinement); fixed cost "
+    print(f"  cost per replicate {slope * 1e3:.2f} ms of wall time on {args.jobs} processes; fixed cost "
           f"{primary['wall'] - slope * args.reps:.1f} s")
     full = repeated("all", args.reps, args.jobs, args.repeats)
     print(line(f"sweep --endpoints all, {args.reps} reps", full))
