@@ -115,12 +115,9 @@ def _canonical(block: dict[str, np.ndarray]) -> tuple[int, str, int]:
 
 
 def stacked(blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Blocks of rows as one set of columns; a column a block lacks is empty there: NaN, or '' for text and False
-    for decisions (so that a column keeps its type)."""
+    """Blocks of rows as one set of columns; a column a block lacks (a twin's flow, say) is NaN there."""
     keys = list(dict.fromkeys(key for block in blocks for key in block))
-    kinds = {key: next(block[key].dtype.kind for block in blocks if key in block) for key in keys}
-    empty = {"U": "", "b": False}
-    return {key: np.concatenate([block[key] if key in block else np.full(block["n"].size, empty.get(kinds[key], np.nan))
+    return {key: np.concatenate([block[key] if key in block else np.full(block["n"].size, np.nan)
                                  for block in blocks]) for key in keys}
 
 
