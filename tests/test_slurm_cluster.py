@@ -114,7 +114,9 @@ def test_a_cluster_backend_without_dask_jobqueue_exits_2_saying_what_to_install(
 
 def test_importing_dask_jobqueue_leaves_ctrl_c_to_us():
     """dask-jobqueue 0.9.0 makes SIGINT a silent sys.exit() on import; Ctrl-C must stay KeyboardInterrupt."""
-    check = ("import signal; from sim.study.executors import import_dask_jobqueue; import_dask_jobqueue('x'); "
+    # Python's own Ctrl-C handler first: a test process started in the background inherits SIGINT ignored.
+    check = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from sim.study.executors import import_dask_jobqueue; import_dask_jobqueue('x'); "
              "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.getsignal(signal.SIGINT)")
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
