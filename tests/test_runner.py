@@ -214,7 +214,10 @@ def test_ctrl_c_keeps_finished_chunks_and_rerun_resumes_to_identical_results(tmp
     command = [sys.executable, "run_sim.py", "sweep", "--n", "20:60:20", "--reps", "300", "--chunk-size", "10",
                "--jobs", "1", "--endpoints", "primary", "--quiet"]
     out = tmp_path / "interrupted"
-    run = subprocess.Popen([*command, "--out", str(out)], cwd=root, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C reaches the run even when this test process was started in the background (which ignores SIGINT,
+    # and a child inherits that): the child starts with the default disposition, so Python installs its handler.
+    run = subprocess.Popen([*command, "--out", str(out)], cwd=root, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list((out / "chunks").glob("*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.05)

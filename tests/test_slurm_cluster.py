@@ -235,7 +235,8 @@ def test_ctrl_c_cancels_the_jobs_and_the_rerun_resumes_to_identical_results(slur
     name = f"blina-{uuid.uuid4().hex[:8]}"
     out = tmp_path / "slurm"
     run = subprocess.Popen(_slurm_command(out, name), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True,  # Ctrl-C reaches it even from a background test run
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list((out / "chunks").glob("*.parquet")) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.02)
