@@ -29,7 +29,7 @@ from sim.analysis.endpoints import (
     time_to_first,
 )
 from sim.model.pathway import EXIT_REASONS, TRANSPLANTED, TrialHistory
-from sim.scenario.schema import DAYS_PER_MONTH
+from sim.scenario.schema import DAYS_PER_MONTH, Analysis
 from sim.stats.nested import PrefixKM, PrefixTest, km_prefixes_many, landmark_tests
 
 
@@ -117,7 +117,8 @@ def _itt_sample(history: TrialHistory, obs: Observed, sizes: np.ndarray) -> tupl
 
 
 def _tested_many(prefix: str, samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], landmark: float, p0: float,
-                 a, too_few: list[np.ndarray], too_few_reason: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+                 a: Analysis, too_few: list[np.ndarray], too_few_reason: list[np.ndarray]
+                 ) -> list[dict[str, np.ndarray]]:
     """_tested for each sample (sample x n arrays in, one dict per sample out), from one batch of Kaplan-Meier
     estimates and tests; the primary row also carries its event count, as replicate_row does."""
     if not samples:
