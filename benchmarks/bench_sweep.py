@@ -76,7 +76,7 @@ def naive_seconds_per_trial(samples: int = 300) -> float:
         n = 20 + 10 * (i % 9)
         history = simulate_trial(scenario, n, seed=1, replicate=i, post_model=model)
         obs = observe(history)
-        t, e = time_to_first(obs, obs.relapse, obs.death)
+        t, e = time_to_first(obs.follow_end, obs.relapse, obs.death)
         KaplanMeierFitter().fit(t, e).survival_function_at_times(scenario.analysis.landmark_months * 30.4375)
     return (time.perf_counter() - start) / samples
 

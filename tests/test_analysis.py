@@ -116,7 +116,7 @@ def test_calendar_cutoff_rule(base, n):
     assert np.all(hsct[obs.hsct] <= cutoff)
     assert np.count_nonzero(hsct <= cutoff) == obs.hsct.size
     assert np.all(hsct[obs.hsct] + obs.follow_end <= cutoff + 1e-9)
-    time, event = time_to_first(obs, obs.relapse, obs.death)
+    time, event = time_to_first(obs.follow_end, obs.relapse, obs.death)
     assert np.all(hsct[obs.hsct] + time <= cutoff + 1e-9)
     # ITT: only patients enrolled by the cutoff, followed from enrollment to the cutoff at most.
     itt_time, itt_event = itt_data(h, n)
@@ -199,7 +199,7 @@ def test_landmark_cutoff_follows_every_event_free_patient_to_the_landmark(null_t
     short = 0
     for h in histories:
         obs = observe(h)
-        time, event = time_to_first(obs, obs.relapse, obs.death)
+        time, event = time_to_first(obs.follow_end, obs.relapse, obs.death)
         short += bool(np.any(~event & (time < LANDMARK)))
     not_run = sum(bool(r.test.reason) for r in results)
     not_evaluable = sum(r.n_evaluable < N_PER_TRIAL for r in results)
@@ -240,7 +240,7 @@ def test_fewer_than_min_transplanted_counts_events_by_the_landmark(base):
     """Regression: the not-evaluable primary row counted every RFS event over follow-up, not those by 18 months."""
     h = simulate_trial(base, 60, SEED)
     evaluable = primary_analysis(h)
-    assert evaluable.estimate.events < int(np.count_nonzero(time_to_first(observe(h), observe(h).relapse,
+    assert evaluable.estimate.events < int(np.count_nonzero(time_to_first(observe(h).follow_end, observe(h).relapse,
                                                                           observe(h).death)[1]))
     too_few = primary_analysis(dataclasses.replace(h, scenario=base.with_updates({"analysis.min_transplanted": 1000})))
     assert np.isnan(too_few.estimate.estimate) and too_few.estimate.events == evaluable.estimate.events

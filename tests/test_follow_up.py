@@ -183,7 +183,7 @@ def test_everyone_transplanted_os_from_enrollment_is_os_after_hsct_shifted(every
     enrolled = history.draws.enroll_day <= obs.cutoff_day
     assert np.array_equal(np.flatnonzero(enrolled & (history.days["hsct_day"] <= obs.cutoff_day)), obs.hsct)
     time, event = from_enrollment(history, obs, death_days(history))
-    after_time, after_event = time_to_first(obs, obs.death)
+    after_time, after_event = time_to_first(obs.follow_end, obs.death)
     transplanted = np.isin(np.flatnonzero(enrolled), obs.hsct)
     np.testing.assert_allclose(time[transplanted], after_time + t0, atol=1e-9)
     np.testing.assert_array_equal(event[transplanted], after_event)

@@ -28,6 +28,7 @@ VARIANTS = {
     "binomial": {"analysis.test": "binomial", "post_transplant.ltfu_prob": 0.0},
     "deadly": {"post_transplant.nrm_incidence": 0.6, "post_transplant.relapse_incidence": 0.35},
     "short landmark": {"analysis.landmark_months": 2.0},
+    "leavers not followed": {"off_pathway.followed": False},
 }
 
 

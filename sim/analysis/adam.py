@@ -214,7 +214,7 @@ def endpoint_table(history: TrialHistory, n: int | None = None) -> pd.DataFrame:
 def _survival(obs: Observed, paramcd: str, events: tuple[tuple[np.ndarray, str], ...]) -> pd.DataFrame:
     """A parameter after HSCT whose event is the first of `events` (day arrays since HSCT, with their names)."""
     days = [d for d, _ in events]
-    time, event = time_to_first(obs, *days)
+    time, event = time_to_first(obs.follow_end, *days)
     first = np.argmin(np.stack(days), axis=0) if obs.hsct.size else np.empty(0, dtype=np.int64)
     names = np.asarray([name for _, name in events], dtype=object)[first]
     cnsr = np.where(event, EVENT, obs.follow_end_cause)
@@ -228,7 +228,7 @@ def _incidence(obs: Observed, paramcd: str, event_days: np.ndarray, event_name: 
     For REL and NRM, competing(relapse, death) is called once and NRM is its cause 2, exactly as the
     analysis estimates it; the others are cause 1 with relapse or death competing.
     """
-    time, causes = competing(obs, event_days, competing_days)
+    time, causes = competing(obs.follow_end, event_days, competing_days)
     other = 3 - cause
     cnsr = np.select([causes == cause, causes == other], [EVENT, COMPETING], obs.follow_end_cause)
     first_competing = np.where(obs.relapse <= obs.death, "relapse", "death without relapse")
@@ -249,7 +249,7 @@ def _itt(history: TrialHistory, obs: Observed) -> pd.DataFrame:
     why = history.exit_reason[:n]
     names = np.array(["did not reach HSCT: " + EXIT_TEXT[EXIT_REASONS[r]] for r in why], dtype=object)
     cnsr = np.full(n, CUTOFF)
-    rfs_time, rfs_event = time_to_first(obs, obs.relapse, obs.death)
+    rfs_time, rfs_event = time_to_first(obs.follow_end, obs.relapse, obs.death)
     names[obs.hsct] = np.where(obs.relapse <= obs.death, "relapse", "death without relapse")
     cnsr[obs.hsct] = np.where(rfs_event, EVENT, obs.follow_end_cause)
     cnsr, names = cnsr[patients], names[patients]
@@ -350,7 +350,7 @@ def _subjects(p: pd.DataFrame) -> dict[str, object]:
 def _evaluable(history: TrialHistory, obs: Observed) -> np.ndarray:
     """Transplanted by the cutoff with an RFS event by the landmark or followed past it (primary's n_evaluable)."""
     landmark = history.scenario.analysis.landmark_months * DAYS_PER_MONTH
-    time, event = time_to_first(obs, obs.relapse, obs.death)
+    time, event = time_to_first(obs.follow_end, obs.relapse, obs.death)
     flag = np.zeros(obs.n, dtype=bool)
     flag[obs.hsct] = (event & (time <= landmark)) | (time >= landmark)
     return flag

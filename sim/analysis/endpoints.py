@@ -151,18 +151,19 @@ def observe(history: TrialHistory, n: int | None = None) -> Observed:
     return Observed(history, n, cutoff, np.flatnonzero(history.days["hsct_day"][:n] <= cutoff))
 
 
-def time_to_first(obs: Observed, *event_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(time, event) for the first of several events, censored at the end of follow-up."""
+def time_to_first(follow_end: np.ndarray, *event_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time, event) for the first of several events, censored at the end of follow-up (Observed.follow_end)."""
     first = np.minimum.reduce(event_days) if len(event_days) > 1 else event_days[0]
-    event = first <= obs.follow_end
-    return np.where(event, first, obs.follow_end), event
+    event = first <= follow_end
+    return np.where(event, first, follow_end), event
 
 
-def competing(obs: Observed, event_day: np.ndarray, competing_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(time, cause) with cause 1 = the event, 2 = a competing event first, 0 = censored."""
-    time = np.minimum(np.minimum(event_day, competing_days), obs.follow_end)
-    cause = np.where(event_day <= np.minimum(competing_days, obs.follow_end), 1,
-                     np.where(competing_days <= obs.follow_end, 2, 0))
+def competing(follow_end: np.ndarray, event_day: np.ndarray, competing_days: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(time, cause) with cause 1 = the event, 2 = a competing event first, 0 = censored at the end of follow-up."""
+    time = np.minimum(np.minimum(event_day, competing_days), follow_end)
+    cause = np.where(event_day <= np.minimum(competing_days, follow_end), 1,
+                     np.where(competing_days <= follow_end, 2, 0))
     return time, cause
 
 
@@ -171,7 +172,7 @@ def primary_analysis(history: TrialHistory, n: int | None = None, obs: Observed 
     a = history.scenario.analysis
     obs = observe(history, n) if obs is None else obs
     landmark = a.landmark_months * DAYS_PER_MONTH
-    time, event = time_to_first(obs, obs.relapse, obs.death)
+    time, event = time_to_first(obs.follow_end, obs.relapse, obs.death)
     n_evaluable = int(np.count_nonzero((event & (time <= landmark)) | (time >= landmark)))
     duration = (obs.cutoff_day - obs.first_enroll_day) / DAYS_PER_MONTH
     reason = _too_few_transplanted(obs)
@@ -217,7 +218,7 @@ def itt_data(history: TrialHistory, n: int | None = None, obs: Observed | None =
     left = (history.exit_reason[:n] != TRANSPLANTED) & (exit_day <= obs.cutoff_day)
     time = np.minimum(obs.cutoff_day, np.where(np.isnan(exit_day), INF, exit_day)) - enroll
     event = left.copy()
-    hsct_time, hsct_event = time_to_first(obs, obs.relapse, obs.death)
+    hsct_time, hsct_event = time_to_first(obs.follow_end, obs.relapse, obs.death)
     time[obs.hsct] = obs.hsct_day - enroll[obs.hsct] + hsct_time
     event[obs.hsct] = hsct_event
     enrolled = enroll <= obs.cutoff_day
@@ -271,19 +272,19 @@ def secondary_estimates(history: TrialHistory, n: int | None = None, obs: Observ
     if too_few:
         return out | {key: Estimate(np.nan, np.nan, np.nan, np.nan, int(obs.hsct.size), 0, too_few)
                       for key in SECONDARY if key not in out}
-    os_time, os_event = time_to_first(obs, obs.death)
+    os_time, os_event = time_to_first(obs.follow_end, obs.death)
     out["os"] = km_landmark(os_time, os_event, landmark)[0]
-    t, cause = competing(obs, obs.relapse, obs.death)
+    t, cause = competing(obs.follow_end, obs.relapse, obs.death)
     out["relapse"] = aalen_johansen(t, cause, 1, landmark)
     out["nrm"] = aalen_johansen(t, cause, 2, landmark)
     relapse_or_death = np.minimum(obs.relapse, obs.death)
-    t, cause = competing(obs, obs.agvhd, relapse_or_death)
+    t, cause = competing(obs.follow_end, obs.agvhd, relapse_or_death)
     out["agvhd24"] = aalen_johansen(t, cause, 1, AGVHD_WINDOW_DAYS)
-    t, cause = competing(obs, np.where(obs.agvhd34, obs.agvhd, INF), relapse_or_death)
+    t, cause = competing(obs.follow_end, np.where(obs.agvhd34, obs.agvhd, INF), relapse_or_death)
     out["agvhd34"] = aalen_johansen(t, cause, 1, AGVHD_WINDOW_DAYS)
-    t, cause = competing(obs, obs.cgvhd, relapse_or_death)
+    t, cause = competing(obs.follow_end, obs.cgvhd, relapse_or_death)
     out["cgvhd"] = aalen_johansen(t, cause, 1, landmark)
-    grfs_time, grfs_event = time_to_first(obs, obs.relapse, obs.death, np.where(obs.agvhd34, obs.agvhd, INF),
+    grfs_time, grfs_event = time_to_first(obs.follow_end, obs.relapse, obs.death, np.where(obs.agvhd34, obs.agvhd, INF),
                                           np.where(obs.cgvhd_systemic, obs.cgvhd, INF))
     out["grfs"] = km_landmark(grfs_time, grfs_event, landmark)[0]
     return out
@@ -439,7 +440,7 @@ def _test_columns(test: TestResult, method: str, p0: float, alpha: float) -> dic
 
 
 def _count_rows(primary: PrimaryResult, obs: Observed, landmark: float) -> list[dict[str, object]]:
-    time, event = time_to_first(obs, obs.relapse, obs.death)
+    time, event = time_to_first(obs.follow_end, obs.relapse, obs.death)
     follow_up = reverse_km_median(time, event) / DAYS_PER_MONTH
     counts = [
         ("enrolled", int(np.count_nonzero(obs.history.draws.enroll_day[:obs.n] <= obs.cutoff_day)),

@@ -56,7 +56,7 @@ def flow_counts(obs: Observed) -> dict[str, int]:
         counts[f"flow_{name}"] = int(np.count_nonzero(exited & (reason == code)))
     assert counts[f"flow_{EXIT_REASONS[TRANSPLANTED]}"] == obs.hsct.size
     landmark = h.scenario.analysis.landmark_months * DAYS_PER_MONTH
-    time, event = time_to_first(obs, obs.relapse, obs.death)
+    time, event = time_to_first(obs.follow_end, obs.relapse, obs.death)
     evaluable = (event & (time <= landmark)) | (time >= landmark)
     lost = ~evaluable & (obs.follow_end == obs.ltfu)
     counts["flow_evaluable"] = int(evaluable.sum())

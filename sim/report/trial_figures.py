@@ -43,7 +43,7 @@ def survival_figure(obs: Observed, landmark_months: float, p0: float) -> bytes:
     fitters = []
     end = plot_end_months(obs.follow_end, landmark_months)
     for label, days, color in (("RFS", (obs.relapse, obs.death), "tab:blue"), ("OS", (obs.death,), "tab:green")):
-        time, event = time_to_first(obs, *days)
+        time, event = time_to_first(obs.follow_end, *days)
         kmf = KaplanMeierFitter(label=label).fit(time / DAYS_PER_MONTH, event)
         kmf.plot_survival_function(ax=ax, color=color, ci_show=True, show_censors=True, loc=slice(0.0, end),
                                    censor_styles={"ms": 5, "marker": "|"})
@@ -63,7 +63,7 @@ def survival_figure(obs: Observed, landmark_months: float, p0: float) -> bytes:
 
 def incidence_figure(obs: Observed, landmark_months: float) -> bytes:
     """Aalen-Johansen cumulative incidence of relapse and of NRM (competing risks), cut as the KM curves."""
-    time, cause = competing(obs, obs.relapse, obs.death)
+    time, cause = competing(obs.follow_end, obs.relapse, obs.death)
     fig, ax = plt.subplots(figsize=(8, 4.8))
     if obs.hsct.size == 0:
         return empty(fig, ax, "No patient transplanted by the data cutoff: no incidence after HSCT to show")
