@@ -54,6 +54,11 @@ EVENT_COLUMNS = (
 
 def patients_table(history: TrialHistory) -> pd.DataFrame:
     """One row per enrolled patient: attributes, doses, every stage's calendar day, outcomes, exit reason."""
+    return pd.DataFrame(patient_columns(history))
+
+
+def patient_columns(history: TrialHistory) -> dict[str, np.ndarray]:
+    """The columns of patients_table as arrays (what code that reads many trials uses: no table to build)."""
     s, d, days, post, off = history.scenario, history.draws, history.days, history.post, history.off
     why = history.exit_reason
     ind = s.induction
@@ -66,7 +71,7 @@ def patients_table(history: TrialHistory) -> pd.DataFrame:
     transplanted = why == TRANSPLANTED
     pre_death = np.isin(why, DEATH_EXITS)
     has_donor = d.donor != NO_DONOR
-    table = {
+    return {
         "patient": np.arange(1, history.n + 1),
         "site": d.site + 1,
         "enroll_day": enroll,
@@ -121,7 +126,6 @@ def patients_table(history: TrialHistory) -> pd.DataFrame:
         "exit_reason": np.asarray(EXIT_REASONS)[why],
         "off_pathway_day": _where(~transplanted, days["exit_day"]),
     }
-    return pd.DataFrame(table)
 
 
 def blinatumomab_event_days(history: TrialHistory) -> dict[str, np.ndarray]:
