@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from sim.model.streams import stream, uniforms
+from sim.model.streams import Seeds, rows_of_uniforms
 from sim.scenario.schema import DAYS_PER_MONTH, Accrual, Cycle, Scenario
 
 # Response codes (index into RESPONSES).
@@ -26,6 +26,11 @@ CYCLE_OK, CYCLE_DEATH, CYCLE_RELAPSE = range(3)
 NO_DONOR = -1
 N_POST_UNIFORMS = 8
 N_OFF_PATHWAY_UNIFORMS = 4
+# Every stream draw_patients reads (a test checks the list is complete).
+DRAW_STREAMS = ("accrual_gaps", "screen_fail", "site", "induction_death", "blinatumomab_toxicity",
+                "consolidation_cycle1", "consolidation_cycle2", "mrd", "donor", "age", "bsa", "response",
+                "early_death_day", "refusal", "slot_wait", "post_transplant", "mrd_retest", "waiting_risk",
+                "off_pathway")
 
 
 @dataclass(frozen=True)
@@ -59,14 +64,17 @@ class PatientDraws:
     off_pathway_uniforms: np.ndarray  # (n, N_OFF_PATHWAY_UNIFORMS), consumed by off_pathway.py
 
 
-def draw_patients(scenario: Scenario, n: int, seed: int, replicate: int) -> PatientDraws:
-    """Every pre-transplant random quantity of an n-patient trial."""
+def draw_patients(scenario: Scenario, n: int, seed: int, replicate: int, seeds: Seeds | None = None
+                  ) -> PatientDraws:
+    """Every pre-transplant random quantity of an n-patient trial (seeds: its streams hashed ahead, as
+    streams.replicate_seeds gives them for DRAW_STREAMS; the draws are the same without)."""
     s = scenario
+    seeds = seeds if seeds is not None else Seeds(seed, replicate)
 
     def u(name: str, k: int = 1) -> np.ndarray:
-        return uniforms(seed, replicate, name, n, k)
+        return rows_of_uniforms(seeds.stream(name), n, k)
 
-    enroll_day, site, n_screened = enrollment(s.accrual, n, seed, replicate)
+    enroll_day, site, n_screened = enrollment(s.accrual, n, seed, replicate, seeds)
     ind = s.induction
     blina = s.blinatumomab
     death_u = u("induction_death", 2)
@@ -110,7 +118,8 @@ def draw_patients(scenario: Scenario, n: int, seed: int, replicate: int) -> Pati
     )
 
 
-def enrollment(accrual: Accrual, n: int, seed: int, replicate: int) -> tuple[np.ndarray, np.ndarray, int]:
+def enrollment(accrual: Accrual, n: int, seed: int, replicate: int, seeds: Seeds | None = None
+               ) -> tuple[np.ndarray, np.ndarray, int]:
     """Enrollment days, sites and the number screened for the first n enrolled patients.
 
     Sites k = 0..K-1 open at ramp * k / K; each open site screens a Poisson stream of patients. The
@@ -119,8 +128,9 @@ def enrollment(accrual: Accrual, n: int, seed: int, replicate: int) -> tuple[np.
     """
     rate = accrual.screened_per_site_month / DAYS_PER_MONTH
     opens = accrual.ramp_up_months * DAYS_PER_MONTH * np.arange(accrual.n_sites) / accrual.n_sites
-    gaps_rng = stream(seed, replicate, "accrual_gaps")
-    fail_rng = stream(seed, replicate, "screen_fail")
+    seeds = seeds if seeds is not None else Seeds(seed, replicate)
+    gaps_rng = seeds.stream("accrual_gaps")
+    fail_rng = seeds.stream("screen_fail")
     batch = int(np.ceil(n / (1.0 - accrual.screen_fail_prob) * 1.3)) + 16
     cum_exp = np.empty(0)
     passed = np.empty(0, dtype=bool)
@@ -132,7 +142,7 @@ def enrollment(accrual: Accrual, n: int, seed: int, replicate: int) -> tuple[np.
     enrolled = np.flatnonzero(passed)[:n]
     days = _inverse_cumulative_intensity(cum_exp[enrolled], opens, rate)
     open_sites = np.searchsorted(opens, days, side="right")
-    site = np.minimum((uniforms(seed, replicate, "site", n) * open_sites).astype(np.int64), open_sites - 1)
+    site = np.minimum((rows_of_uniforms(seeds.stream("site"), n) * open_sites).astype(np.int64), open_sites - 1)
     n_screened = int(enrolled[-1]) + 1 if n else 0
     return days, site, n_screened
 

@@ -43,6 +43,7 @@ from sim.model.off_pathway import (
     off_pathway_history,
 )
 from sim.model.post_transplant import post_transplant_history
+from sim.model.streams import Seeds
 from sim.model.timeline import (  # noqa: F401 (the exit codes are the pathway's vocabulary, imported from here)
     BLINA_DEATH,
     CONSOL_DEATH,
@@ -235,15 +236,17 @@ class PathwayModel:
 
 
 def simulate_trial(scenario: Scenario, n: int, seed: int, replicate: int = 0,
-                   post_model: PostTransplantModel | None = None, monitor: bool = False) -> TrialHistory:
+                   post_model: PostTransplantModel | None = None, monitor: bool = False,
+                   seeds: Seeds | None = None) -> TrialHistory:
     """Latent histories of n enrolled patients: pathway in SimPy, then post-HSCT events.
 
     monitor=True simulates the scenario's interim monitoring rules live: enrollment stops when a rule fires
     (the history then holds the patients enrolled) and pauses for Simon's stage 1 if asked. Without it
     (the sizing study's nested path) every patient is enrolled and the rules are applied afterwards, which
-    gives the same stop for rules that only stop enrollment (sim/model/monitoring.py).
+    gives the same stop for rules that only stop enrollment (sim/model/monitoring.py). seeds: the replicate's
+    streams hashed ahead (draws.draw_patients).
     """
-    draws = draw_patients(scenario, n, seed, replicate)
+    draws = draw_patients(scenario, n, seed, replicate, seeds)
     post_model = post_model if post_model is not None else calibrate(scenario)
     live = None
     if monitor and any_enabled(scenario.monitoring):

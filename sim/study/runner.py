@@ -28,9 +28,11 @@ from sim.analysis.endpoints import itt_analysis, observe, primary_analysis, seco
 from sim.analysis.flow import flow_counts
 from sim.analysis.monitored import NO_RULES, monitored_columns, stop_columns
 from sim.analysis.nested import many_replicate_columns
+from sim.model.draws import DRAW_STREAMS
 from sim.model.monitoring import any_enabled
 from sim.model.pathway import TrialHistory, hsct_group, simulate_trial, times_after_hsct
 from sim.model.post_transplant import post_transplant_history
+from sim.model.streams import Seeds, replicate_seeds
 from sim.scenario.calibrate import PostTransplantModel, calibrate, null_twin
 from sim.scenario.schema import DAYS_PER_MONTH, InputError, Scenario
 from sim.study.provenance import ensure_folder, write_atomically, write_parquet_atomically
@@ -128,8 +130,9 @@ def _batch_blocks(study: Study, models: dict[str, PostTransplantModel], start: i
     blocks: list[dict[str, np.ndarray]] = []
     unmonitored: list[tuple[int, tuple[int, ...], str, tuple[TrialHistory, str, bool]]] = []
     monitored = any_enabled(study.scenario.monitoring)
+    seeds = replicate_seeds(study.seed, range(start, stop), DRAW_STREAMS)
     for r in range(start, stop):
-        for ns, history in _pathways(study, models["design"], r):
+        for ns, history in _pathways(study, models["design"], seeds[r - start]):
             for arm in study.arms:
                 arm_history = history if arm == "design" else _with_post(history, models[arm])
                 # The twins exist for type I error and power at p1: their secondary endpoints and the
@@ -191,12 +194,14 @@ def live_columns(study: Study, model: PostTransplantModel, r: int, n: int, unmon
     return columns | {f"{key}_no_rules": np.asarray([plain[key]]) for key in NO_RULES}
 
 
-def _pathways(study: Study, design: PostTransplantModel, r: int) -> Iterator[tuple[tuple[int, ...], TrialHistory]]:
+def _pathways(study: Study, design: PostTransplantModel, seeds: Seeds
+              ) -> Iterator[tuple[tuple[int, ...], TrialHistory]]:
+    r = seeds.replicate
     if study.scenario.transplant.capacity == "finite" or live_monitoring(study.scenario):
         for n in study.ns:
-            yield (n,), simulate_trial(study.scenario, n, study.seed, r, post_model=design)
+            yield (n,), simulate_trial(study.scenario, n, study.seed, r, post_model=design, seeds=seeds)
     else:
-        yield study.ns, simulate_trial(study.scenario, max(study.ns), study.seed, r, post_model=design)
+        yield study.ns, simulate_trial(study.scenario, max(study.ns), study.seed, r, post_model=design, seeds=seeds)
 
 
 def _with_post(history: TrialHistory, model: PostTransplantModel) -> TrialHistory:
