@@ -145,3 +145,23 @@ def test_post_transplant_events_follow_hsct_and_death_follows_relapse(base):
     assert (patients.loc[relapsed, "death_day"] >= patients.loc[relapsed, "relapse_day"]).all()
     agvhd = patients["agvhd_day"].notna()
     assert ((patients.loc[agvhd, "agvhd_day"] - patients.loc[agvhd, "hsct_day"]) <= 100).all()
+
+
+def test_simpy_schedules_events_only_where_patients_share_transplant_slots(base, monkeypatch):
+    import simpy
+
+    steps = []
+    step = simpy.Environment.step
+    monkeypatch.setattr(simpy.Environment, "step", lambda env: (steps.append(env.now), step(env))[1])
+    simulate_trial(base, 60, seed=3)
+    assert steps == []                                    # background capacity: the timelines are the history
+    finite = base.with_updates({"transplant.capacity": "finite", "transplant.slots": 1})
+    history = simulate_trial(finite, 60, seed=3)
+    transplanted = np.count_nonzero(history.exit_reason == EXIT_REASONS.index("transplanted"))
+    # One enrollment per patient; per patient reaching a slot request: the process, the request, the grant,
+    # and one timeout for the slot (HSCT needs none: nothing can happen during conditioning).
+    assert transplanted > 10 and 60 + 4 * transplanted <= len(steps) <= 60 + 8 * 60
+    admission = history.days["admission_day"]
+    hsct = history.days["hsct_day"]
+    done = ~np.isnan(hsct)
+    assert np.allclose(hsct[done] - admission[done], finite.transplant.conditioning_days)

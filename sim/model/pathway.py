@@ -138,7 +138,14 @@ class PathwayModel:
         return self.lines.exit_reason
 
     def run(self) -> None:
-        """Enroll every patient and run until all have left the pathway or been transplanted."""
+        """Enroll every patient and run until all have left the pathway or been transplanted.
+
+        Calendar time needs SimPy only where patients interact with one another or with the trial: a transplant
+        slot shared with other patients, an interim look. Without either (background capacity, no live rules)
+        the timelines are the whole history and no event is scheduled.
+        """
+        if self.monitor is None and not self.queued:
+            return
         self.env.process(self._accrual())
         self.env.run()
 
@@ -193,9 +200,9 @@ class PathwayModel:
         self.lines.budget[:i] = old.budget[:i]
         self.queued = set(self.lines.waiting_for_slot.tolist())
 
-    def _leave(self, i: int, reason: int) -> None:
+    def _leave(self, i: int, reason: int, day: float | None = None) -> None:
         self.lines.exit_reason[i] = reason
-        self.days["exit_day"][i] = self.env.now
+        self.days["exit_day"][i] = self.env.now if day is None else day
 
     def _transplant_slot(self, i: int):
         """From the slot request (the day timeline.py computed) to HSCT, through the trial's FIFO slot queue."""
@@ -206,10 +213,11 @@ class PathwayModel:
             if (yield from self._queue_at_risk(i, slot)):
                 return   # leaving the `with` block withdraws the request from the queue
             self.days["admission_day"][i] = env.now     # self.days: a pause may have replaced the timelines
-            yield env.timeout(conditioning)
-            self.days["hsct_day"][i] = env.now
-            self._leave(i, TRANSPLANTED)
-            yield env.timeout(self.scenario.transplant.slot_days - conditioning)
+            # Nothing can happen to the patient during conditioning, so HSCT needs no event of its own: the
+            # slot is held for slot_days from admission, and that is the one timeout.
+            self.days["hsct_day"][i] = env.now + conditioning
+            self._leave(i, TRANSPLANTED, env.now + conditioning)
+            yield env.timeout(self.scenario.transplant.slot_days)
 
     def _queue_at_risk(self, i: int, slot):
         """Wait in the slot queue in remission; True if the patient relapsed or died before a slot was granted."""
