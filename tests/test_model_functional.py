@@ -165,3 +165,31 @@ def test_simpy_schedules_events_only_where_patients_share_transplant_slots(base,
     hsct = history.days["hsct_day"]
     done = ~np.isnan(hsct)
     assert np.allclose(hsct[done] - admission[done], finite.transplant.conditioning_days)
+
+
+@pytest.mark.parametrize("path", ["base.toml", "mrd_retest.toml", "pessimistic.toml", "high_nrm.toml"])
+def test_trials_simulated_together_equal_each_trial_simulated_alone(path):
+    from sim.model.draws import DRAW_STREAMS
+    from sim.model.pathway import simulate_trials
+    from sim.model.streams import replicate_seeds
+    from sim.study.runner import arm_models
+
+    scenario = load_scenario(BASE.parent / path)
+    models = arm_models(scenario)
+    arms = ("design", "null", "alt")
+    seeds = replicate_seeds(7, range(40, 70), DRAW_STREAMS)
+    together = simulate_trials(scenario, 50, seeds, [models[arm] for arm in arms])
+    assert len(together) == 30
+    for s, histories in zip(seeds, together, strict=True):
+        for arm, history in zip(arms, histories, strict=True):
+            alone = simulate_trial(scenario, 50, 7, s.replicate, post_model=models[arm])
+            assert history.draws.n_screened == alone.draws.n_screened
+            for part in ("days", "post", "off"):
+                a, b = getattr(history, part), getattr(alone, part)
+                assert list(a) == list(b)
+                for key in b:
+                    assert np.array_equal(a[key], b[key], equal_nan=True), (path, arm, part, key)
+            assert np.array_equal(history.exit_reason, alone.exit_reason)
+            for field in alone.draws.__dataclass_fields__:
+                a, b = np.asarray(getattr(history.draws, field)), np.asarray(getattr(alone.draws, field))
+                assert np.array_equal(a, b, equal_nan=True), (path, field)

@@ -9,7 +9,7 @@ the patients whose uniform falls between the old and the new threshold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import special
@@ -26,11 +26,14 @@ CYCLE_OK, CYCLE_DEATH, CYCLE_RELAPSE = range(3)
 NO_DONOR = -1
 N_POST_UNIFORMS = 8
 N_OFF_PATHWAY_UNIFORMS = 4
+# The streams of per-patient uniforms, with the number of uniforms each patient takes from each.
+UNIFORM_STREAMS = {
+    "induction_death": 2, "blinatumomab_toxicity": 6, "consolidation_cycle1": 3, "consolidation_cycle2": 3,
+    "mrd": 2, "donor": 2, "age": 1, "bsa": 1, "response": 1, "early_death_day": 1, "refusal": 1, "slot_wait": 1,
+    "post_transplant": N_POST_UNIFORMS, "mrd_retest": 1, "waiting_risk": 2, "off_pathway": N_OFF_PATHWAY_UNIFORMS,
+}
 # Every stream draw_patients reads (a test checks the list is complete).
-DRAW_STREAMS = ("accrual_gaps", "screen_fail", "site", "induction_death", "blinatumomab_toxicity",
-                "consolidation_cycle1", "consolidation_cycle2", "mrd", "donor", "age", "bsa", "response",
-                "early_death_day", "refusal", "slot_wait", "post_transplant", "mrd_retest", "waiting_risk",
-                "off_pathway")
+DRAW_STREAMS = ("accrual_gaps", "screen_fail", "site", *UNIFORM_STREAMS)
 
 
 @dataclass(frozen=True)
@@ -68,37 +71,53 @@ def draw_patients(scenario: Scenario, n: int, seed: int, replicate: int, seeds: 
                   ) -> PatientDraws:
     """Every pre-transplant random quantity of an n-patient trial (seeds: its streams hashed ahead, as
     streams.replicate_seeds gives them for DRAW_STREAMS; the draws are the same without)."""
-    s = scenario
     seeds = seeds if seeds is not None else Seeds(seed, replicate)
+    enroll_day, site, n_screened = enrollment(scenario.accrual, n, seed, replicate, seeds)
+    return _patient_draws(scenario, _uniforms(seeds, n), enroll_day, site, n_screened)
 
-    def u(name: str, k: int = 1) -> np.ndarray:
-        return rows_of_uniforms(seeds.stream(name), n, k)
 
-    enroll_day, site, n_screened = enrollment(s.accrual, n, seed, replicate, seeds)
+def draw_trials(scenario: Scenario, n: int, seeds: list[Seeds]) -> tuple[PatientDraws, list[int]]:
+    """draw_patients of several n-patient trials as one row of len(seeds) * n patients, trial after trial
+    (every transform is per patient, so each trial's slice is its draws), and each trial's number screened."""
+    enrolled = [enrollment(scenario.accrual, n, s.seed, s.replicate, s) for s in seeds]
+    per_trial = [_uniforms(s, n) for s in seeds]
+    uniforms = {name: np.concatenate([u[name] for u in per_trial]) for name in UNIFORM_STREAMS}
+    draws = _patient_draws(scenario, uniforms, np.concatenate([e[0] for e in enrolled]),
+                           np.concatenate([e[1] for e in enrolled]), 0)
+    return draws, [e[2] for e in enrolled]
+
+
+def _uniforms(seeds: Seeds, n: int) -> dict[str, np.ndarray]:
+    return {name: rows_of_uniforms(seeds.stream(name), n, k) for name, k in UNIFORM_STREAMS.items()}
+
+
+def _patient_draws(s: Scenario, u: dict[str, np.ndarray], enroll_day: np.ndarray, site: np.ndarray,
+                   n_screened: int) -> PatientDraws:
+    """The draws from each patient's uniforms (UNIFORM_STREAMS), transform by transform."""
     ind = s.induction
     blina = s.blinatumomab
-    death_u = u("induction_death", 2)
-    tox = u("blinatumomab_toxicity", 6)
-    cycles = [_cycle(u(f"consolidation_cycle{c}", 3), cycle)
+    death_u = u["induction_death"]
+    tox = u["blinatumomab_toxicity"]
+    cycles = [_cycle(u[f"consolidation_cycle{c}"], cycle)
               for c, cycle in enumerate((s.consolidation.cycle1, s.consolidation.cycle2), start=1)]
-    mrd = u("mrd", 2)
-    donor_u = u("donor", 2)
+    mrd = u["mrd"]
+    donor_u = u["donor"]
     return PatientDraws(
         enroll_day=enroll_day,
         site=site,
         n_screened=n_screened,
-        age=truncated_normal(u("age"), s.patients.age_mean, s.patients.age_sd, s.patients.age_min,
+        age=truncated_normal(u["age"], s.patients.age_mean, s.patients.age_sd, s.patients.age_min,
                              s.patients.age_max),
-        bsa=truncated_normal(u("bsa"), s.patients.bsa_mean, s.patients.bsa_sd, s.patients.bsa_min,
+        bsa=truncated_normal(u["bsa"], s.patients.bsa_mean, s.patients.bsa_sd, s.patients.bsa_min,
                              s.patients.bsa_max),
         induction_death=death_u[:, 0] < ind.p_death,
         induction_death_offset=death_u[:, 1] * ind.duration_days,
         crs_offset=_event_offset(tox[:, 0], blina.p_crs_grade3, tox[:, 1], min(3.0, blina.duration_days)),
         neurotox_offset=_event_offset(tox[:, 2], blina.p_neurotox_grade3, tox[:, 3], blina.duration_days),
         discontinuation_offset=_event_offset(tox[:, 4], blina.p_discontinuation, tox[:, 5], blina.duration_days),
-        response=categorical(u("response"), (s.response.p_cr, s.response.p_cri, s.response.p_early_death),
+        response=categorical(u["response"], (s.response.p_cr, s.response.p_cri, s.response.p_early_death),
                              codes=(CR, CRI, EARLY_DEATH), otherwise=REFRACTORY),
-        early_death_offset=u("early_death_day") * blina.duration_days,
+        early_death_offset=u["early_death_day"] * blina.duration_days,
         cycle_outcome=(cycles[0][0], cycles[1][0]),
         cycle_event_offset=(cycles[0][1], cycles[1][1]),
         cycle_length=(cycles[0][2], cycles[1][2]),
@@ -108,14 +127,23 @@ def draw_patients(scenario: Scenario, n: int, seed: int, replicate: int, seeds: 
                                mrd[:, 1] < s.assay.p_convert_to_negative),
         donor=donor_type(donor_u[:, 0], s),
         donor_search_days=_search_days(donor_u, s),
-        refusal=u("refusal") < s.transplant.p_refusal,
-        slot_wait_days=-s.transplant.background_wait_mean_days * np.log1p(-u("slot_wait")),
-        post_uniforms=u("post_transplant", N_POST_UNIFORMS),
-        mrd_retest_negative=(u("mrd_retest") < s.mrd.retest_p_negative)
+        refusal=u["refusal"] < s.transplant.p_refusal,
+        slot_wait_days=-s.transplant.background_wait_mean_days * np.log1p(-u["slot_wait"]),
+        post_uniforms=u["post_transplant"],
+        mrd_retest_negative=(u["mrd_retest"] < s.mrd.retest_p_negative)
         & (s.mrd.positive_action == "blinatumomab_retest"),
-        waiting_budget=-np.log1p(-u("waiting_risk", 2)),
-        off_pathway_uniforms=u("off_pathway", N_OFF_PATHWAY_UNIFORMS),
+        waiting_budget=-np.log1p(-u["waiting_risk"]),
+        off_pathway_uniforms=u["off_pathway"],
     )
+
+
+def trial_slice(draws: PatientDraws, lo: int, hi: int, n_screened: int) -> PatientDraws:
+    """Patients lo..hi-1 of draws (draw_trials' row of trials) as one trial's draws."""
+    def cut(value):
+        return tuple(v[lo:hi] for v in value) if isinstance(value, tuple) else value[lo:hi]
+
+    return PatientDraws(**{f.name: cut(getattr(draws, f.name)) for f in fields(draws) if f.name != "n_screened"},
+                        n_screened=n_screened)
 
 
 def enrollment(accrual: Accrual, n: int, seed: int, replicate: int, seeds: Seeds | None = None

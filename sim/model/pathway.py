@@ -16,12 +16,12 @@ analysis's job).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import simpy
 
-from sim.model.draws import PatientDraws, draw_patients, enrollment
+from sim.model.draws import PatientDraws, draw_patients, draw_trials, enrollment, trial_slice
 from sim.model.monitoring import (
     NEVER,
     LandmarkStatus,
@@ -276,6 +276,41 @@ def simulate_trial(scenario: Scenario, n: int, seed: int, replicate: int = 0,
                         off=off, monitoring=outcome)
 
 
+def simulate_trials(scenario: Scenario, n: int, seeds: list[Seeds], post_models: list[PostTransplantModel]
+                    ) -> list[list[TrialHistory]]:
+    """simulate_trial(scenario, n, s.seed, s.replicate, post_model=model) for every s in seeds and model in
+    post_models ([trial][model]), where no patient interacts with another or with the trial (background
+    transplant capacity, no live rules): the pathway is then the timelines alone (PathwayModel.run schedules
+    nothing), and every step is per patient, so the trials are simulated as one row of len(seeds) * n
+    patients and cut into trials afterwards. The models share the pathway and differ after HSCT."""
+    if scenario.transplant.capacity == "finite":
+        raise ValueError("trials with the trial's own transplant slots interact: simulate them one by one")
+    draws, screened = draw_trials(scenario, n, seeds)
+    start = np.concatenate([enrollment_starts(draws.enroll_day[b * n:(b + 1) * n]) for b in range(len(seeds))])
+    lines = timelines(scenario, draws, start, waiting_rates(scenario), False)
+    why = lines.exit_reason
+    if np.any(why < 0):
+        raise RuntimeError(f"{np.count_nonzero(why < 0)} patients never left the pathway")
+    first = post_models[0]
+    off = off_pathway_history(scenario, draws, off_pathway_state(why), latest_mrd_negative(why, draws),
+                              lines.days["exit_day"], first.ltfu_rate, first.horizon_days)
+    group = hsct_group(draws)
+    posts = [post_transplant_history(lines.days["hsct_day"], group, draws.post_uniforms, model)
+             for model in post_models]
+    out = []
+    for b, count in enumerate(screened):
+        lo, hi = b * n, (b + 1) * n
+        trial = trial_slice(draws, lo, hi, count)
+        out.append([TrialHistory(scenario=scenario, draws=trial, days=_cut(lines.days, lo, hi),
+                                 exit_reason=why[lo:hi], post=_cut(post, lo, hi), off=_cut(off, lo, hi))
+                    for post in posts])
+    return out
+
+
+def _cut(columns: dict[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
+    return {key: value[lo:hi] for key, value in columns.items()}
+
+
 def times_after_hsct(draws: PatientDraws, post_model: PostTransplantModel) -> dict[str, np.ndarray]:
     """Each patient's relapse, NRM, death and loss to follow-up in days after a transplant (inf: none), as if
     transplanted: what the monitoring of day-100 NRM and the futility look read once HSCT has happened."""
@@ -286,14 +321,7 @@ def times_after_hsct(draws: PatientDraws, post_model: PostTransplantModel) -> di
 
 def take_first(draws: PatientDraws, m: int) -> PatientDraws:
     """The draws of the first m patients."""
-    def cut(value):
-        if isinstance(value, np.ndarray):
-            return value[:m]
-        if isinstance(value, tuple):
-            return tuple(v[:m] for v in value)
-        return value
-
-    return replace(draws, **{f.name: cut(getattr(draws, f.name)) for f in fields(draws) if f.name != "n_screened"})
+    return trial_slice(draws, 0, m, draws.n_screened)
 
 
 def _first_lines(lines: Timelines, m: int) -> Timelines:

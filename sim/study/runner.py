@@ -30,9 +30,9 @@ from sim.analysis.monitored import NO_RULES, monitored_columns, stop_columns
 from sim.analysis.nested import many_replicate_columns
 from sim.model.draws import DRAW_STREAMS
 from sim.model.monitoring import any_enabled
-from sim.model.pathway import TrialHistory, hsct_group, simulate_trial, times_after_hsct
+from sim.model.pathway import TrialHistory, hsct_group, simulate_trial, simulate_trials, times_after_hsct
 from sim.model.post_transplant import post_transplant_history
-from sim.model.streams import Seeds, replicate_seeds
+from sim.model.streams import replicate_seeds
 from sim.scenario.calibrate import PostTransplantModel, calibrate, null_twin
 from sim.scenario.schema import DAYS_PER_MONTH, InputError, Scenario
 from sim.study.provenance import ensure_folder, write_atomically, write_parquet_atomically
@@ -130,26 +130,25 @@ def _batch_blocks(study: Study, models: dict[str, PostTransplantModel], start: i
     blocks: list[dict[str, np.ndarray]] = []
     unmonitored: list[tuple[int, tuple[int, ...], str, tuple[TrialHistory, str, bool]]] = []
     monitored = any_enabled(study.scenario.monitoring)
-    seeds = replicate_seeds(study.seed, range(start, stop), DRAW_STREAMS)
-    for r in range(start, stop):
-        for ns, history in _pathways(study, models["design"], seeds[r - start]):
-            for arm in study.arms:
-                arm_history = history if arm == "design" else _with_post(history, models[arm])
-                # The twins exist for type I error and power at p1: their secondary endpoints and the
-                # patient flow (the same pathway as the design arm) are not needed (NaN); nor is the flow
-                # in a study of the primary endpoint alone (the refinement of the required n).
-                design = arm == "design"
-                endpoints = study.endpoints if design else min(study.endpoints, "primary", key=ENDPOINT_SETS.index)
-                flow = design and study.endpoints != "rfs"
-                if not monitored:
-                    unmonitored.append((r, ns, arm, (arm_history, endpoints, flow)))
-                    continue
-                if live_monitoring(study.scenario):
-                    columns = live_columns(study, models[arm], r, ns[0], arm_history, endpoints, flow)
-                else:
-                    columns = monitored_columns(arm_history, ns, endpoints, flow,
-                                                times_after_hsct(history.draws, models[arm]))
-                blocks.append(_block(r, ns, arm, columns))
+    for r, ns, arm_histories in _trials(study, models, start, stop):
+        history = arm_histories["design"]
+        for arm in study.arms:
+            arm_history = arm_histories[arm]
+            # The twins exist for type I error and power at p1: their secondary endpoints and the
+            # patient flow (the same pathway as the design arm) are not needed (NaN); nor is the flow
+            # in a study of the primary endpoint alone (the refinement of the required n).
+            design = arm == "design"
+            endpoints = study.endpoints if design else min(study.endpoints, "primary", key=ENDPOINT_SETS.index)
+            flow = design and study.endpoints != "rfs"
+            if not monitored:
+                unmonitored.append((r, ns, arm, (arm_history, endpoints, flow)))
+                continue
+            if live_monitoring(study.scenario):
+                columns = live_columns(study, models[arm], r, ns[0], arm_history, endpoints, flow)
+            else:
+                columns = monitored_columns(arm_history, ns, endpoints, flow,
+                                            times_after_hsct(history.draws, models[arm]))
+            blocks.append(_block(r, ns, arm, columns))
     for ns in dict.fromkeys(ns for _, ns, _, _ in unmonitored):   # one batch per n grid (one, or each n alone)
         same = [item for item in unmonitored if item[1] == ns]
         analysed = analysed_columns([trial for *_, trial in same], ns)
@@ -194,14 +193,24 @@ def live_columns(study: Study, model: PostTransplantModel, r: int, n: int, unmon
     return columns | {f"{key}_no_rules": np.asarray([plain[key]]) for key in NO_RULES}
 
 
-def _pathways(study: Study, design: PostTransplantModel, seeds: Seeds
-              ) -> Iterator[tuple[tuple[int, ...], TrialHistory]]:
-    r = seeds.replicate
+def _trials(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int
+            ) -> Iterator[tuple[int, tuple[int, ...], dict[str, TrialHistory]]]:
+    """(replicate, its n, the trial of each arm) for replicates start..stop-1: one trial of the largest n per
+    replicate where the pathways are nested (simulated together, pathway.simulate_trials), else one per n.
+    Every arm shares the design's pathway and differs after HSCT."""
+    seeds = replicate_seeds(study.seed, range(start, stop), DRAW_STREAMS)
+    arms = ("design", *(arm for arm in study.arms if arm != "design"))
     if study.scenario.transplant.capacity == "finite" or live_monitoring(study.scenario):
-        for n in study.ns:
-            yield (n,), simulate_trial(study.scenario, n, study.seed, r, post_model=design, seeds=seeds)
-    else:
-        yield study.ns, simulate_trial(study.scenario, max(study.ns), study.seed, r, post_model=design, seeds=seeds)
+        for s in seeds:
+            for n in study.ns:
+                history = simulate_trial(study.scenario, n, study.seed, s.replicate, post_model=models["design"],
+                                         seeds=s)
+                yield s.replicate, (n,), {arm: history if arm == "design" else _with_post(history, models[arm])
+                                          for arm in arms}
+        return
+    together = simulate_trials(study.scenario, max(study.ns), seeds, [models[arm] for arm in arms])
+    for s, histories in zip(seeds, together, strict=True):
+        yield s.replicate, study.ns, dict(zip(arms, histories, strict=True))
 
 
 def _with_post(history: TrialHistory, model: PostTransplantModel) -> TrialHistory:
