@@ -213,6 +213,12 @@ def _trials(study: Study, models: dict[str, PostTransplantModel], start: int, st
         yield s.replicate, study.ns, dict(zip(arms, histories, strict=True))
 
 
+def _pathways(study: Study, design: PostTransplantModel, r: int) -> Iterator[tuple[tuple[int, ...], TrialHistory]]:
+    """The design arm's trials of replicate r, as _trials gives them."""
+    for _, ns, histories in _trials(replace(study, arms=("design",)), {"design": design}, r, r + 1):
+        yield ns, histories["design"]
+
+
 def _with_post(history: TrialHistory, model: PostTransplantModel) -> TrialHistory:
     post = post_transplant_history(history.days["hsct_day"], hsct_group(history.draws), history.draws.post_uniforms,
                                    model)
