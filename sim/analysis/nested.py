@@ -18,19 +18,14 @@ the chunk in one batch. tests/test_nested_rows.py checks the rows against replic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from sim.analysis.endpoints import (
     CUTOFF_MARGIN_DAYS,
     SECONDARY,
-    Observed,
     competing,
     death_days,
     efs_event_days,
-    itt_data,
-    observe,
     time_to_first,
 )
 from sim.model.draws import CR, CRI
@@ -40,118 +35,172 @@ from sim.scenario.schema import DAYS_PER_MONTH, Analysis
 from sim.stats.nested import (
     Estimates,
     PrefixKM,
-    PrefixTest,
     cif_masked,
     clopper_pearson_many,
     km_masked,
-    km_prefixes_many,
+    km_prefix_members,
     landmark_tests,
 )
-
-
-def cutoff_days(history: TrialHistory, ns: np.ndarray) -> np.ndarray:
-    """The data cutoff of the first n patients, for every n (analysis.endpoints.cutoff_day, vectorised)."""
-    s = history.scenario
-    enroll = history.draws.enroll_day
-    if s.analysis.cutoff == "calendar":
-        return np.full(ns.size, float(enroll[0] + s.analysis.calendar_cutoff_months * DAYS_PER_MONTH))
-    landmark = s.analysis.landmark_months * DAYS_PER_MONTH
-    ends = np.where(history.exit_reason == TRANSPLANTED, history.days["hsct_day"] + landmark,
-                    history.days["exit_day"])
-    return np.maximum.accumulate(ends)[ns - 1] + CUTOFF_MARGIN_DAYS
 
 
 def replicate_columns(history: TrialHistory, ns: tuple[int, ...], endpoints: str, flow: bool
                       ) -> dict[str, np.ndarray]:
     """runner.replicate_row(history, n, endpoints, flow) for every n in ns, as columns (one entry per n),
     from one analysis of the largest n."""
-    return many_replicate_columns([(history, endpoints, flow)], ns)[0]
+    return {key: value[0] for key, value in many_replicate_columns([(history, endpoints, flow)], ns).items()}
 
 
 def many_replicate_columns(trials: list[tuple[TrialHistory, str, bool]], ns: tuple[int, ...]
-                           ) -> list[dict[str, np.ndarray]]:
+                           ) -> dict[str, np.ndarray]:
     """replicate_columns(history, ns, endpoints, flow) for each (history, endpoints, flow) of one scenario's
-    trials (a chunk's replicates and arms), with the Kaplan-Meier estimates and tests of all of them computed
-    in one batch."""
+    trials (a chunk's replicates and arms), as (trial x n) columns as trial_rows gives them: every trial is a
+    row of (trial x patient) arrays, so each count, estimate and test of all of them is one batch of array
+    operations."""
     a = trials[0][0].scenario.analysis
     landmark = a.landmark_months * DAYS_PER_MONTH
     sizes = np.asarray(ns, dtype=np.int64)
-    parts = [_prefix_parts(history, sizes, landmark) for history, _, _ in trials]
-    reasons = [np.array([f"{k} transplanted, fewer than analysis.min_transplanted = {a.min_transplanted}"
-                         for k in part.transplanted]) for part in parts]
-    rfs = _tested_many("rfs", [part.rfs for part in parts], landmark, a.p0, a,
-                       [part.transplanted < a.min_transplanted for part in parts], reasons)
-    with_itt = [b for b, (_, endpoints, _) in enumerate(trials) if endpoints != "rfs"]
-    itt = _tested_many("itt", [_itt_sample(trials[b][0], parts[b].obs, sizes) for b in with_itt], landmark,
-                       a.itt_p0, a, [np.zeros(sizes.size, dtype=bool) for _ in with_itt],
-                       [reasons[b] for b in with_itt])
-    itt_of = dict(zip(with_itt, itt, strict=True))
-    with_all = [b for b, (_, endpoints, _) in enumerate(trials) if endpoints == "all"]
-    secondary = _secondary_many([trials[b][0] for b in with_all], sizes, np.stack([parts[b].cutoff for b in with_all])
-                                ) if with_all else []
-    secondary_of = dict(zip(with_all, secondary, strict=True))
-    out = []
-    for b, ((history, _, flow), part) in enumerate(zip(trials, parts, strict=True)):
-        columns = part.columns | rfs[b] | itt_of.get(b, {})
-        if flow:
-            columns |= _flow(history, part.obs, sizes, part.cutoff, part.evaluable, part.transplanted)
-        out.append(columns | secondary_of.get(b, {}))
+    batch = _Batch([history for history, _, _ in trials], sizes, landmark)
+    too_few = batch.transplanted < a.min_transplanted
+    reasons = np.char.add(batch.transplanted.astype(str),
+                          f" transplanted, fewer than analysis.min_transplanted = {a.min_transplanted}")
+    every = batch.columns | _tested("rfs", batch.rfs_km(), landmark, a.p0, a, too_few, reasons)
+    some = []                                       # (which trials, their columns) of the parts not every trial has
+    with_itt = np.array([endpoints != "rfs" for _, endpoints, _ in trials])
+    if with_itt.any():
+        some.append((with_itt, _tested("itt", batch.itt_km(with_itt), landmark, a.itt_p0, a,
+                                       np.zeros_like(too_few[with_itt]), reasons[with_itt])))
+    with_flow = np.array([flow for _, _, flow in trials])
+    if with_flow.any():
+        some.append((with_flow, batch.flow(with_flow)))
+    with_all = np.array([endpoints == "all" for _, endpoints, _ in trials])
+    if with_all.any():
+        some.append((with_all, _secondary_many([t[0] for t, keep in zip(trials, with_all, strict=True) if keep],
+                                               sizes, batch.cutoff[with_all])))
+    for keep, columns in some:
+        every |= {key: _filled(value, keep) for key, value in columns.items()}
+    return every
+
+
+def trial_rows(per_trial: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each trial's columns (one entry per n) as (trial x n) columns; a column a trial lacks (a twin's flow,
+    say) is NaN there, in the type numpy gives a column with NaN added (float for counts and decisions)."""
+    keys = list(dict.fromkeys(key for columns in per_trial for key in columns))
+    size = len(next(iter(per_trial[0].values())))
+    return {key: np.stack([columns[key] if key in columns else np.full(size, np.nan) for columns in per_trial])
+            for key in keys}
+
+
+def _filled(value: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The (kept trial x n) column as trial_rows gives it for all trials: NaN in the trials not kept."""
+    if keep.all():
+        return value
+    out = np.full((keep.size, value.shape[1]), np.nan, dtype=np.concatenate([value[0, :0], [np.nan]]).dtype)
+    out[keep] = value
     return out
 
 
-@dataclass(frozen=True)
-class _Parts:
-    """What one trial contributes before the batched estimates: its per-n counts and its primary sample."""
+class _Batch:
+    """Several trials' first max(sizes) patients as (trial x patient) arrays, cut at each n's data cutoff, with
+    the per-n counts (columns, trial x n) and the samples of the primary and ITT analyses."""
 
-    obs: Observed
-    cutoff: np.ndarray
-    transplanted: np.ndarray
-    evaluable: np.ndarray
-    rfs: tuple[np.ndarray, np.ndarray, np.ndarray]     # time, event, prefix sizes
-    columns: dict[str, np.ndarray]
+    def __init__(self, histories: list[TrialHistory], sizes: np.ndarray, landmark: float) -> None:
+        self.sizes, self.landmark = sizes, landmark
+        self.patients = patients = _PatientArrays(histories, int(sizes.max()))
+        s = patients.scenario
+        self.enroll = patients.rows(lambda h: h.draws.enroll_day)
+        self.exit_day = patients.rows(lambda h: h.days["exit_day"])
+        self.why = patients.rows(lambda h: h.exit_reason)
+        self.hsct_day = patients.rows(lambda h: h.days["hsct_day"])
+        self.cutoff = self._cutoffs(s)                                          # trial x n
+        self.in_prefix = np.arange(patients.width)[None, :] < sizes[:, None]   # n x patient
+        # Observed at the largest n (endpoints.observe): the patients transplanted by its cutoff and their data.
+        last = self.cutoff[:, [int(np.argmax(sizes))]]
+        self.last_cutoff = last
+        self.transplanted_by_last = self.hsct_day <= last
+        horizon = s.post_transplant.horizon_months * DAYS_PER_MONTH
+        self.ltfu = self._since("ltfu_day")
+        self.follow_end = np.minimum(np.minimum(last - self.hsct_day, self.ltfu), horizon)
+        self.time, self.event = time_to_first(self.follow_end, self._since("relapse_day"), self._since("death_day"))
+        tr = self.transplanted_by_last
+        self.evaluable = tr & ((self.event & (self.time <= landmark)) | (self.time >= landmark))
+        self.transplanted = self._prefix_counts(tr)
+        enrolled = (self.in_prefix[None] & (self.enroll[:, None, :] <= self.cutoff[:, :, None])).sum(axis=2)
+        self.columns = {
+            "n_enrolled": enrolled, "n_transplanted": self.transplanted,
+            "n_evaluable": self._prefix_counts(self.evaluable),
+            "duration_months": (self.cutoff - self.enroll[:, [0]]) / DAYS_PER_MONTH,
+        }
+
+    def _cutoffs(self, s) -> np.ndarray:
+        """cutoff_days of every trial (trial x n)."""
+        if s.analysis.cutoff == "calendar":
+            cutoff = self.enroll[:, 0] + s.analysis.calendar_cutoff_months * DAYS_PER_MONTH
+            return np.repeat(cutoff[:, None], self.sizes.size, axis=1)
+        ends = np.where(self.why == TRANSPLANTED, self.hsct_day + self.landmark, self.exit_day)
+        return np.maximum.accumulate(ends, axis=1)[:, self.sizes - 1] + CUTOFF_MARGIN_DAYS
+
+    def _since(self, name: str) -> np.ndarray:
+        days = self.patients.rows(lambda h: h.post[name]) - self.hsct_day
+        return np.where(np.isnan(days), np.inf, days)
+
+    def _prefix_counts(self, flags: np.ndarray) -> np.ndarray:
+        """How many of the first n patients of each trial are flagged (trial x n)."""
+        return np.concatenate([np.zeros((flags.shape[0], 1), dtype=np.int64), np.cumsum(flags, axis=1)],
+                              axis=1)[:, self.sizes]
+
+    def rfs_km(self) -> PrefixKM:
+        """Kaplan-Meier of RFS after HSCT for the transplanted among each trial's first n."""
+        return km_prefix_members(self.time, self.event, self.transplanted_by_last, self.sizes, self.landmark)
+
+    def itt_km(self, keep: np.ndarray) -> PrefixKM:
+        """endpoints.itt_data's sample of the kept trials, Kaplan-Meier for each trial's first n."""
+        last, enroll = self.last_cutoff[keep], self.enroll[keep]
+        exit_day, why, tr = self.exit_day[keep], self.why[keep], self.transplanted_by_last[keep]
+        left = (why != TRANSPLANTED) & (exit_day <= last)
+        time = np.minimum(last, np.where(np.isnan(exit_day), np.inf, exit_day)) - enroll
+        time = np.where(tr, self.hsct_day[keep] - enroll + self.time[keep], time)
+        event = np.where(tr, self.event[keep], left)
+        return km_prefix_members(time, event, enroll <= last, self.sizes, self.landmark)
+
+    def flow(self, keep: np.ndarray) -> dict[str, np.ndarray]:
+        """analysis.flow.flow_counts of the kept trials for every n (trial x n)."""
+        cutoff = self.cutoff[keep][:, :, None]
+        enrolled = self.in_prefix[None] & (self.enroll[keep][:, None, :] <= cutoff)
+        exited = enrolled & (self.exit_day[keep][:, None, :] <= cutoff)
+        why = self.why[keep][:, None, :]
+        out = {"flow_enrolled": enrolled.sum(axis=2), "flow_on_pathway": (enrolled & ~exited).sum(axis=2)}
+        for code, name in enumerate(EXIT_REASONS):
+            out[f"flow_{name}"] = (exited & (why == code)).sum(axis=2)
+        tr, evaluable = self.transplanted_by_last[keep], self.evaluable[keep]
+        lost = tr & ~evaluable & (self.follow_end[keep] == self.ltfu[keep])
+        out["flow_evaluable"] = self._prefix_counts(evaluable)
+        out["flow_lost_to_follow_up"] = self._prefix_counts(lost)
+        out["flow_in_follow_up"] = self._prefix_counts(tr & ~evaluable & ~lost)
+        return out
 
 
-def _prefix_parts(history: TrialHistory, sizes: np.ndarray, landmark: float) -> _Parts:
-    cutoff = cutoff_days(history, sizes)
-    obs = observe(history, int(sizes.max()))
-    enroll = history.draws.enroll_day
-    in_prefix = np.arange(history.n)[None, :] < sizes[:, None]                  # n x patient
-    enrolled = (in_prefix & (enroll[None, :] <= cutoff[:, None])).sum(axis=1)
-    time, event = time_to_first(obs.follow_end, obs.relapse, obs.death)
-    transplanted = np.searchsorted(obs.hsct, sizes)                             # obs.hsct is sorted
-    evaluable = (event & (time <= landmark)) | (time >= landmark)
-    n_evaluable = np.concatenate([[0], np.cumsum(evaluable)])[transplanted]
-    columns = {
-        "n_enrolled": enrolled, "n_transplanted": transplanted, "n_evaluable": n_evaluable,
-        "duration_months": (cutoff - float(enroll[0])) / DAYS_PER_MONTH,
-    }
-    return _Parts(obs, cutoff, transplanted, evaluable, (time, event, transplanted), columns)
-
-
-def _itt_sample(history: TrialHistory, obs: Observed, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    itt_time, itt_event = itt_data(history, obs=obs)
-    members = np.flatnonzero(history.draws.enroll_day[: history.n] <= obs.cutoff_day)
-    return itt_time, itt_event, np.searchsorted(members, sizes)
-
-
-def _tested_many(prefix: str, samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], landmark: float, p0: float,
-                 a: Analysis, too_few: list[np.ndarray], too_few_reason: list[np.ndarray]
-                 ) -> list[dict[str, np.ndarray]]:
-    """_tested for each sample (sample x n arrays in, one dict per sample out), from one batch of Kaplan-Meier
-    estimates and tests; the primary row also carries its event count, as replicate_row does."""
-    if not samples:
-        return []
-    km = km_prefixes_many([x[0] for x in samples], [x[1] for x in samples], landmark,
-                          np.stack([x[2] for x in samples]))
+def _tested(prefix: str, km: PrefixKM, landmark: float, p0: float, a: Analysis, too_few: np.ndarray,
+            too_few_reason: np.ndarray) -> dict[str, np.ndarray]:
+    """Estimate and test columns with the analysis's rules: too few transplanted -> nothing is estimated;
+    an estimate that is not evaluable -> not tested (H0 not rejected, the estimate's reason). The primary
+    also carries its event count, as replicate_row does."""
     tests = landmark_tests(km, landmark, p0, a.alpha, a.test)
-    columns = ({"rfs_events": km.events} if prefix == "rfs" else {}) \
-        | _tested(prefix, km, tests, np.stack(too_few), np.stack(too_few_reason))
-    return [{key: value[b] for key, value in columns.items()} for b in range(len(samples))]
+    evaluable = km.reason == ""
+    nan = np.full(km.n.shape, np.nan)
+    est_reason = np.where(too_few, too_few_reason, km.reason)
+    test_reason = np.where(too_few, too_few_reason, np.where(evaluable, tests.reason, km.reason))
+    tested = ~too_few & evaluable
+    return ({"rfs_events": km.events} if prefix == "rfs" else {}) | {
+        f"{prefix}_est": np.where(too_few, nan, km.estimate), f"{prefix}_se": np.where(too_few, nan, km.se),
+        f"{prefix}_lower": np.where(too_few, nan, km.lower), f"{prefix}_upper": np.where(too_few, nan, km.upper),
+        f"{prefix}_stat": np.where(tested, tests.statistic, nan), f"{prefix}_p": np.where(tested, tests.p_value, nan),
+        f"{prefix}_reject": tested & tests.reject,
+        f"{prefix}_reason": np.where(est_reason != "", est_reason, test_reason),
+    }
 
 
-def _secondary_many(histories: list[TrialHistory], sizes: np.ndarray, cutoff: np.ndarray
-                    ) -> list[dict[str, np.ndarray]]:
-    """endpoints.secondary_estimates of the first n patients, for every n of every trial, as columns.
+def _secondary_many(histories: list[TrialHistory], sizes: np.ndarray, cutoff: np.ndarray) -> dict[str, np.ndarray]:
+    """endpoints.secondary_estimates of the first n patients, for every n of every trial, as (trial x n) columns.
 
     One row per (trial, n) holds the largest n's patients, masked to the first n and cut at that n's data
     cutoff (cutoff is trial x n), so every endpoint of every row is one batch of array operations; nothing
@@ -164,20 +213,23 @@ def _secondary_many(histories: list[TrialHistory], sizes: np.ndarray, cutoff: np
     patients = _PatientArrays(histories, width)
     estimates = (_response_rows(patients, prefix, cut) | _enrollment_rows(patients, prefix, cut)
                  | _post_hsct_rows(patients, prefix, cut))
-    columns = {f"{key}_{name}": getattr(estimates[key], field).reshape(trials, q)
-               for key in SECONDARY for field, name in (("estimate", "est"), ("lower", "lower"), ("upper", "upper"))}
-    return [{key: value[b] for key, value in columns.items()} for b in range(trials)]
+    return {f"{key}_{name}": getattr(estimates[key], field).reshape(trials, q)
+            for key in SECONDARY for field, name in (("estimate", "est"), ("lower", "lower"), ("upper", "upper"))}
 
 
 class _PatientArrays:
-    """Per-patient arrays of several trials' first `width` patients, stacked as (trial x 1 x patient)."""
+    """Per-patient arrays of several trials' first `width` patients, stacked."""
 
     def __init__(self, histories: list[TrialHistory], width: int) -> None:
         self.histories, self.width = histories, width
         self.scenario = histories[0].scenario
 
+    def rows(self, get) -> np.ndarray:
+        """get(history) of every trial, one row each (trial x patient)."""
+        return np.stack([np.asarray(get(h))[: self.width] for h in self.histories])
+
     def of(self, get) -> np.ndarray:
-        return np.stack([np.asarray(get(h))[: self.width] for h in self.histories])[:, None, :]
+        return self.rows(get)[:, None, :]
 
 
 def _rows(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -279,39 +331,3 @@ def _blanked(est: Estimates | PrefixKM, rows: np.ndarray) -> Estimates:
     """The estimate, with nothing estimated in the given rows (NaN)."""
     nan = lambda x: np.where(rows, np.nan, x)  # noqa: E731
     return Estimates(nan(est.estimate), nan(est.se), nan(est.lower), nan(est.upper), est.n, est.events, est.reason)
-
-
-def _tested(prefix: str, km: PrefixKM, tests: PrefixTest, too_few: np.ndarray, too_few_reason: np.ndarray
-            ) -> dict[str, np.ndarray]:
-    """Estimate and test columns with the analysis's rules: too few transplanted -> nothing is estimated;
-    an estimate that is not evaluable -> not tested (H0 not rejected, the estimate's reason)."""
-    evaluable = km.reason == ""
-    nan = np.full(km.n.shape, np.nan)
-    est_reason = np.where(too_few, too_few_reason, km.reason)
-    test_reason = np.where(too_few, too_few_reason, np.where(evaluable, tests.reason, km.reason))
-    tested = ~too_few & evaluable
-    return {
-        f"{prefix}_est": np.where(too_few, nan, km.estimate), f"{prefix}_se": np.where(too_few, nan, km.se),
-        f"{prefix}_lower": np.where(too_few, nan, km.lower), f"{prefix}_upper": np.where(too_few, nan, km.upper),
-        f"{prefix}_stat": np.where(tested, tests.statistic, nan), f"{prefix}_p": np.where(tested, tests.p_value, nan),
-        f"{prefix}_reject": tested & tests.reject,
-        f"{prefix}_reason": np.where(est_reason != "", est_reason, test_reason),
-    }
-
-
-def _flow(history: TrialHistory, obs: Observed, sizes: np.ndarray, cutoff: np.ndarray, evaluable: np.ndarray,
-          transplanted: np.ndarray) -> dict[str, np.ndarray]:
-    """analysis.flow.flow_counts for every n."""
-    enroll = history.draws.enroll_day
-    in_prefix = np.arange(history.n)[None, :] < sizes[:, None]
-    enrolled = in_prefix & (enroll[None, :] <= cutoff[:, None])
-    exited = enrolled & (history.days["exit_day"][None, :] <= cutoff[:, None])
-    out = {"flow_enrolled": enrolled.sum(axis=1), "flow_on_pathway": (enrolled & ~exited).sum(axis=1)}
-    for code, name in enumerate(EXIT_REASONS):
-        out[f"flow_{name}"] = (exited & (history.exit_reason == code)[None, :]).sum(axis=1)
-    lost = ~evaluable & (obs.follow_end == obs.ltfu)
-    cum = lambda flags: np.concatenate([[0], np.cumsum(flags)])[transplanted]  # noqa: E731
-    out["flow_evaluable"] = cum(evaluable)
-    out["flow_lost_to_follow_up"] = cum(lost)
-    out["flow_in_follow_up"] = cum(~evaluable & ~lost)
-    return out

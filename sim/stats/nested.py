@@ -4,8 +4,8 @@ A sizing study analyses the first n patients of one simulated trial for every n 
 patients analysed at n are a prefix of those analysed at the largest n, and their (time, event) data
 at the landmark do not depend on n (the analysis guarantees it), so one sort of the largest sample
 serves every n: a (prefix x patient) membership matrix gives each prefix's numbers at risk, and the
-Kaplan-Meier products, Greenwood sums and tests follow in a few array operations; km_prefixes_many does
-the same for a whole chunk's trials and arms in one batch (padded to one length). Samples that are not
+Kaplan-Meier products, Greenwood sums and tests follow in a few array operations; km_prefix_members does
+the same for a whole chunk's trials and arms in one batch, each trial a row with a sample mask. Samples that are not
 prefixes of one another are rows of a (row x patient) array with a membership mask: km_masked,
 cif_masked (Aalen-Johansen) and clopper_pearson_many estimate every row at once. The results are
 those of estimators.py applied to each sample (tests/test_nested.py checks it to 1e-12 on random
@@ -45,28 +45,22 @@ class PrefixKM:
 
 def km_prefixes(time: np.ndarray, event: np.ndarray, t: float, sizes: np.ndarray, alpha: float = 0.05) -> PrefixKM:
     """Kaplan-Meier S(t), Greenwood SE and the interval of estimators.km_landmark, for time[:c], c in sizes."""
-    km = km_prefixes_many([np.asarray(time, dtype=float)], [np.asarray(event, dtype=bool)], t,
-                          np.asarray(sizes, dtype=np.int64)[None, :], alpha)
+    time = np.asarray(time, dtype=float)[None, :]
+    km = km_prefix_members(time, np.asarray(event, dtype=bool)[None, :], np.ones(time.shape, dtype=bool),
+                           np.asarray(sizes, dtype=np.int64), t, alpha)
     return PrefixKM(*(getattr(km, field.name)[0] for field in fields(PrefixKM)))
 
 
-def km_prefixes_many(times: list[np.ndarray], events: list[np.ndarray], t: float, sizes: np.ndarray,
-                     alpha: float = 0.05) -> PrefixKM:
-    """km_prefixes for many samples at once (a chunk's trials and arms): sizes[b] are the prefixes of sample b;
-    every field of the result is (sample x prefix). Samples are padded to one length with patients that belong
-    to no prefix, so one set of array operations serves them all (the per-call overhead of numpy, not the
-    arithmetic, is what a sizing study's small samples cost)."""
-    sizes = np.asarray(sizes, dtype=np.int64)
-    length = max(1, max(x.size for x in times))
-    time = np.zeros((len(times), length))
-    event = np.zeros((len(times), length), dtype=bool)
-    for b, (x, e) in enumerate(zip(times, events, strict=True)):
-        time[b, : x.size] = x
-        event[b, : e.size] = e
+def km_prefix_members(time: np.ndarray, event: np.ndarray, in_sample: np.ndarray, sizes: np.ndarray, t: float,
+                      alpha: float = 0.05) -> PrefixKM:
+    """Kaplan-Meier at t of the sample's members among each row's first n patients, for every n in sizes: time,
+    event and in_sample are (row x patient), every field of the result is (row x n). Each row is sorted once and
+    serves every n (the nested sample sizes of a trial; the rows are a chunk's trials and arms)."""
+    time, event = np.where(in_sample, time, np.inf), in_sample & event   # a non-member's data (even NaN) never counts
     order = _event_order(time, event)
-    member = order[:, None, :] < sizes[:, :, None]                 # sample x prefix x sorted position
-    return _km_sorted(np.take_along_axis(time, order, axis=1), np.take_along_axis(event, order, axis=1), member,
-                      t, alpha)
+    member = in_sample[:, None, :] & (np.arange(time.shape[1])[None, :] < np.asarray(sizes)[:, None])[None]
+    return _km_sorted(np.take_along_axis(time, order, axis=1), np.take_along_axis(event, order, axis=1),
+                      np.take_along_axis(member, order[:, None, :], axis=2), t, alpha)
 
 
 def km_masked(time: np.ndarray, event: np.ndarray, member: np.ndarray, t: float, alpha: float = 0.05) -> PrefixKM:
@@ -87,9 +81,14 @@ def _event_order(time: np.ndarray, event: np.ndarray) -> np.ndarray:
 def _km_sorted(t_sorted: np.ndarray, e_sorted: np.ndarray, member: np.ndarray, t: float, alpha: float) -> PrefixKM:
     """Kaplan-Meier of the members (sample x set x position) of samples sorted by _event_order."""
     sizes = member.sum(axis=2)
+    # Only positions up to the last time <= t can fail or be censored before t; everyone after them is at risk
+    # throughout and contributes exactly 1 (t / t) to n_eff and t to the exposure, so the arrays stop there.
+    reach = int(np.max((t_sorted <= t) * np.arange(1, t_sorted.shape[1] + 1), initial=0))
+    t_sorted, e_sorted, member = t_sorted[:, :reach], e_sorted[:, :reach], member[..., :reach]
+    beyond = sizes - member.sum(axis=2)
     failed = e_sorted & (t_sorted <= t)
     # At risk at each sorted position: members at or after it (a censoring tied with an event stays at risk).
-    at_risk = np.cumsum(member[..., ::-1], axis=2)[..., ::-1].astype(float)
+    at_risk = (sizes[..., None] - (np.cumsum(member, axis=2) - member)).astype(float)
     counted = member & failed[:, None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(counted, 1.0 - 1.0 / at_risk, 1.0)
@@ -98,9 +97,9 @@ def _km_sorted(t_sorted: np.ndarray, e_sorted: np.ndarray, member: np.ndarray, t
     last_alone = (counted & (at_risk == 1.0)).any(axis=2)          # the last at risk fails: S = 0
     greenwood = np.where(last_alone, np.inf, terms.sum(axis=2))
     events = counted.sum(axis=2)
-    followed = (member & (t_sorted[:, None, :] >= t)).any(axis=2)
-    n_eff = (member * _landmark_weight(t_sorted, failed, t)[:, None, :]).sum(axis=2)
-    exposure = (member * np.minimum(t_sorted, t)[:, None, :]).sum(axis=2)
+    followed = (member & (t_sorted[:, None, :] >= t)).any(axis=2) | (beyond > 0)
+    n_eff = (member * _landmark_weight(t_sorted, failed, t)[:, None, :]).sum(axis=2) + beyond
+    exposure = (member * np.minimum(t_sorted, t)[:, None, :]).sum(axis=2) + beyond * t
     censored_before = (member & ~e_sorted[:, None, :] & (t_sorted[:, None, :] < t)).any(axis=2)
     reason = np.where(sizes == 0, NO_PATIENTS, np.where(~followed & (s > 0), NOBODY_FOLLOWED, ""))
     ok = reason == ""

@@ -150,7 +150,7 @@ def _rows(r: int, ns: tuple[int, ...], arm: str, history, truth: float, drawn: d
           ) -> dict[str, np.ndarray]:
     size = len(ns)
     return ({"replicate": np.full(size, r), "n": np.asarray(ns), "arm": np.full(size, arm)}
-            | analysed_columns([(history, "rfs", False)], ns)[0]
+            | {key: value[0] for key, value in analysed_columns([(history, "rfs", False)], ns).items()}
             | {"true_rfs": np.full(size, truth)}
             | {DRAW_PREFIX + key: np.full(size, float(value)) for key, value in drawn.items()})
 

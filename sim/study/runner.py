@@ -27,7 +27,7 @@ import pandas as pd
 from sim.analysis.endpoints import itt_analysis, observe, primary_analysis, secondary_estimates
 from sim.analysis.flow import flow_counts
 from sim.analysis.monitored import NO_RULES, monitored_columns, stop_columns
-from sim.analysis.nested import many_replicate_columns
+from sim.analysis.nested import many_replicate_columns, trial_rows
 from sim.model.draws import DRAW_STREAMS
 from sim.model.monitoring import any_enabled
 from sim.model.pathway import TrialHistory, hsct_group, simulate_trial, simulate_trials, times_after_hsct
@@ -105,15 +105,18 @@ def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: 
         grid_blocks, dense_blocks = _batch_blocks(study, models, first, min(stop, first + ANALYSIS_BATCH))
         blocks += grid_blocks
         dense += dense_blocks
-    columns = stacked(sorted(blocks, key=_canonical))
+    columns = _canonical(stacked(blocks))
     if dense:
-        columns |= {DENSE_PREFIX + key: value for key, value in stacked(sorted(dense, key=_canonical)).items()}
+        columns |= {DENSE_PREFIX + key: value for key, value in _canonical(stacked(dense)).items()}
     return columns
 
 
-def _canonical(block: dict[str, np.ndarray]) -> tuple[int, str, int]:
-    """One canonical order of rows: replicate, arm, n."""
-    return int(block["replicate"][0]), str(block["arm"][0]), int(block["n"][0])
+def _canonical(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rows in one canonical order: replicate, arm, n."""
+    order = np.lexsort((columns["n"], columns["arm"], columns["replicate"]))
+    if (order == np.arange(order.size)).all():
+        return columns
+    return {key: value[order] for key, value in columns.items()}
 
 
 def stacked(blocks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -148,23 +151,28 @@ def _batch_blocks(study: Study, models: dict[str, PostTransplantModel], start: i
             else:
                 columns = monitored_columns(arm_history, ns, endpoints, flow,
                                             times_after_hsct(history.draws, models[arm]))
-            blocks.append(_block(r, ns, arm, columns))
+            blocks.append(_block([(r, arm)], ns, {key: value[None] for key, value in columns.items()}))
     for ns in dict.fromkeys(ns for _, ns, _, _ in unmonitored):   # one batch per n grid (one, or each n alone)
-        same = [item for item in unmonitored if item[1] == ns]
-        analysed = analysed_columns([trial for *_, trial in same], ns)
-        blocks += [_block(r, ns, arm, columns) for (r, _, arm, _), columns in zip(same, analysed, strict=True)]
+        same = sorted((item for item in unmonitored if item[1] == ns), key=lambda item: (item[0], item[2]))
+        blocks.append(_block([(r, arm) for r, _, arm, _ in same], ns,
+                             analysed_columns([trial for *_, trial in same], ns)))
     if not study.dense:
         return blocks, []
     if monitored or len({ns for _, ns, _, _ in unmonitored}) != 1:
         raise ValueError("dense n need nested pathways without interim rules (one pathway per replicate)")
-    same = [(r, arm, history) for r, _, arm, (history, _, _) in unmonitored if arm in DENSE_ARMS]
+    same = sorted(((r, arm, history) for r, _, arm, (history, _, _) in unmonitored if arm in DENSE_ARMS),
+                  key=lambda item: (item[0], item[1]))
     analysed = analysed_columns([(history, "rfs", False) for *_, history in same], study.dense)
-    return blocks, [_block(r, study.dense, arm, columns) for (r, arm, _), columns in zip(same, analysed, strict=True)]
+    return blocks, [_block([(r, arm) for r, arm, _ in same], study.dense, analysed)]
 
 
-def _block(r: int, ns: tuple[int, ...], arm: str, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _block(trials: list[tuple[int, str]], ns: tuple[int, ...], columns: dict[str, np.ndarray]
+           ) -> dict[str, np.ndarray]:
+    """Rows (replicate, n, arm) of the (trial x n) columns of the trials (replicate, arm)."""
     size = len(ns)
-    return {"replicate": np.full(size, r), "n": np.asarray(ns), "arm": np.full(size, arm)} | columns
+    return ({"replicate": np.repeat(np.array([r for r, _ in trials], dtype=np.int64), size),
+             "n": np.tile(np.asarray(ns), len(trials)), "arm": np.repeat(np.array([arm for _, arm in trials]), size)}
+            | {key: value.reshape(-1) for key, value in columns.items()})
 
 
 def live_monitoring(scenario: Scenario) -> bool:
@@ -225,14 +233,13 @@ def _with_post(history: TrialHistory, model: PostTransplantModel) -> TrialHistor
     return replace(history, post=post)
 
 
-def analysed_columns(trials: list[tuple[TrialHistory, str, bool]], ns: tuple[int, ...]
-                     ) -> list[dict[str, np.ndarray]]:
-    """replicate_row for each n of each (history, endpoints, flow), as columns: all n of all the trials at once
-    (analysis/nested.py) when the pathways are nested (several n)."""
+def analysed_columns(trials: list[tuple[TrialHistory, str, bool]], ns: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """replicate_row for each n of each (history, endpoints, flow), as (trial x n) columns (nested.trial_rows): all
+    n of all the trials at once (analysis/nested.py) when the pathways are nested (several n)."""
     if len(ns) > 1:
         return many_replicate_columns(trials, ns)
-    return [{key: np.asarray([value]) for key, value in replicate_row(history, ns[0], endpoints, flow).items()}
-            for history, endpoints, flow in trials]
+    rows = [replicate_row(history, ns[0], endpoints, flow) for history, endpoints, flow in trials]
+    return trial_rows([{key: np.asarray([value]) for key, value in row.items()} for row in rows])
 
 
 def replicate_row(history: TrialHistory, n: int, endpoints: str, flow: bool = False) -> dict[str, object]:

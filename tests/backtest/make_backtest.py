@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim.analysis.nested import trial_rows
 from sim.scenario.schema import load_scenario
 from sim.study import runner
 
@@ -36,7 +37,7 @@ def per_n_columns(trials, ns):
     for history, endpoints, flow in trials:
         rows = [runner.replicate_row(history, n, endpoints, flow) for n in ns]
         out.append({key: np.asarray([row[key] for row in rows]) for key in rows[0]})
-    return out
+    return trial_rows(out)
 
 
 def main() -> None:
