@@ -3,6 +3,7 @@ the work in progress, the paired difference is the what-if module's, and a sessi
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,25 @@ def explorer():
     pool.shutdown(cancel_futures=True)
 
 
+class HeldPool(ThreadPoolExecutor):
+    """Holds every chunk of replicates from `first` on until release(): a replicate takes about a millisecond,
+    so without the hold a small study can finish before anyone looks at its first estimate."""
+
+    def __init__(self, first: int) -> None:
+        super().__init__(8)               # threads to spare: held chunks must not block anything else
+        self.first = first
+        self.gate = threading.Event()
+
+    def submit(self, fn, /, *args, **kwargs):
+        held = getattr(fn, "__name__", "") == "chunk_columns" and args[2] >= self.first     # args: study, models, start
+        if not held:
+            return super().submit(fn, *args, **kwargs)
+        return super().submit(lambda: (self.gate.wait(timeout=120), fn(*args, **kwargs))[1])
+
+    def release(self) -> None:
+        self.gate.set()
+
+
 def sweep_oc(scenario, reps: int, out: Path) -> pd.DataFrame:
     """The sweep pipeline's grid OC of the primary endpoint at this many replicates."""
     models = arm_models(scenario)
@@ -45,11 +65,19 @@ def sweep_oc(scenario, reps: int, out: Path) -> pd.DataFrame:
     return results.oc[results.oc["analysis"] == "rfs"].reset_index(drop=True)
 
 
-def test_progressive_estimates_equal_the_sweep_at_equal_replicate_counts(explorer, tmp_path):
-    explorer.request(Request(BASE, BASE, NS, SEED, 90))
-    first = explorer.wait(30)
-    assert 30 <= first.reps < 90, "the first estimate comes before the whole study"
-    final = explorer.wait(90)
+def test_progressive_estimates_equal_the_sweep_at_equal_replicate_counts(tmp_path):
+    pool = HeldPool(first=30)
+    explorer = Explorer(pool, workers=2, first_estimate=30, chunk_seconds=0.05)
+    try:
+        explorer.request(Request(BASE, BASE, NS, SEED, 90))
+        first = explorer.wait(30)
+        assert first.reps == 30, "the first estimate comes before the whole study"
+        pool.release()
+        final = explorer.wait(90)
+    finally:
+        pool.release()
+        explorer.close()
+        pool.shutdown(cancel_futures=True)
     for snap in (first, final):
         expected = sweep_oc(BASE, snap.reps, tmp_path / f"sweep{snap.reps}")
         pd.testing.assert_frame_equal(snap.oc[COMPARED].reset_index(drop=True), expected[COMPARED],
