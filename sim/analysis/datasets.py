@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sim.analysis.endpoints import blinatumomab_event_days
 from sim.model.draws import CR, CRI, NO_DONOR, RESPONSES
 from sim.model.pathway import (
     BLINA_DEATH,
@@ -125,26 +126,6 @@ def patient_columns(history: TrialHistory) -> dict[str, np.ndarray]:
         "ltfu_day": np.where(transplanted, post["ltfu_day"], off["ltfu_day"]),
         "exit_reason": np.asarray(EXIT_REASONS)[why],
         "off_pathway_day": _where(~transplanted, days["exit_day"]),
-    }
-
-
-def blinatumomab_event_days(history: TrialHistory) -> dict[str, np.ndarray]:
-    """Calendar days of the end of inpatient blinatumomab, grade >= 3 CRS, grade >= 3 neurotoxicity and
-    permanent discontinuation (keys inpatient_end, crs_grade3, neurotox_grade3, discontinued; NaN: none).
-
-    An event during the infusion happens only if it comes before a death during the infusion.
-    """
-    d, blina = history.draws, history.days["blina_start_day"]
-    alive_until = np.where(history.exit_reason == BLINA_DEATH, d.early_death_offset, np.inf)
-
-    def during_blina(offset: np.ndarray) -> np.ndarray:
-        return np.where(offset <= alive_until, blina + offset, np.nan)
-
-    return {
-        "inpatient_end": during_blina(np.full(history.n, history.scenario.blinatumomab.inpatient_days)),
-        "crs_grade3": during_blina(d.crs_offset),
-        "neurotox_grade3": during_blina(d.neurotox_offset),
-        "discontinued": during_blina(d.discontinuation_offset),
     }
 
 

@@ -17,7 +17,6 @@ from functools import cached_property
 
 import numpy as np
 
-from sim.analysis.datasets import blinatumomab_event_days
 from sim.model.draws import CR, CRI
 from sim.model.pathway import (
     BLINA_DEATH,
@@ -326,6 +325,26 @@ ENDPOINT_COLUMNS = {
     "events": np.nan, "test": "", "null_value": np.nan, "alpha": np.nan, "statistic": np.nan, "p_value": np.nan,
     "reject": None, "test_reason": "", "method": "", "not_evaluable_reason": "",
 }
+
+
+def blinatumomab_event_days(history: TrialHistory) -> dict[str, np.ndarray]:
+    """Calendar days of the end of inpatient blinatumomab, grade >= 3 CRS, grade >= 3 neurotoxicity and
+    permanent discontinuation (keys inpatient_end, crs_grade3, neurotox_grade3, discontinued; NaN: none).
+
+    An event during the infusion happens only if it comes before a death during the infusion.
+    """
+    d, blina = history.draws, history.days["blina_start_day"]
+    alive_until = np.where(history.exit_reason == BLINA_DEATH, d.early_death_offset, np.inf)
+
+    def during_blina(offset: np.ndarray) -> np.ndarray:
+        return np.where(offset <= alive_until, blina + offset, np.nan)
+
+    return {
+        "inpatient_end": during_blina(np.full(history.n, history.scenario.blinatumomab.inpatient_days)),
+        "crs_grade3": during_blina(d.crs_offset),
+        "neurotox_grade3": during_blina(d.neurotox_offset),
+        "discontinued": during_blina(d.discontinuation_offset),
+    }
 
 
 def safety_estimates(history: TrialHistory, obs: Observed) -> dict[str, Estimate]:

@@ -21,8 +21,9 @@ import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import integrate, optimize
 
+# scipy's solvers are imported where they solve: worker processes import this module only to unpickle the
+# calibrated models, and their start-up is on the critical path of every study.
 from sim.scenario.gvhd_link import AGVHD_WINDOW_DAYS, linked_curves
 from sim.scenario.schema import DAYS_PER_MONTH, Scenario, ScenarioError
 from sim.scenario.waiting import mrd_negative_before_hsct, transplanted_shares, waiting_rates
@@ -136,6 +137,8 @@ def _solve_linked(model: PostTransplantModel, targets: tuple[float, ...]) -> Pos
     others are solved in log scale by Powell's hybrid method from the unlinked solution, which moves
     them little (the link redistributes NRM towards patients with GVHD).
     """
+    from scipy import optimize
+
     start = np.array([getattr(model, name) for name in _LINKED_UNKNOWNS])
     free = [i for i, x in enumerate(start) if 0 < x < np.inf]
 
@@ -253,6 +256,8 @@ def _cause_integral(model: PostTransplantModel, g: int, t: float, cause: str, we
 
 
 def _integrate(f, lo: float, hi: float) -> float:
+    from scipy import integrate
+
     if hi <= lo:
         return 0.0
     # quad warns when it cannot reach 1e-11 on extreme hazards; what matters is checked where it matters
@@ -313,6 +318,8 @@ def _solve_competing(model: PostTransplantModel, r: float, m: float) -> tuple[fl
 def _increasing_root(f, target: float, key: str, hi: float = 1.0, max_doublings: int = 200, limit: str = "") -> float:
     """x >= 0 with f(x) = target for f increasing from f(0); ScenarioError naming `key` and the largest value of
     f reached (within floating point) if none is found."""
+    from scipy import optimize
+
     best = -np.inf
     for _ in range(max_doublings):
         value = f(hi)
@@ -469,6 +476,8 @@ def true_endpoints(model: PostTransplantModel, landmark_days: float) -> dict[str
 
 def null_twin(model: PostTransplantModel, p0: float, landmark_days: float) -> PostTransplantModel:
     """Relapse and NRM hazards scaled by one factor so the true RFS at the landmark equals p0."""
+    from scipy import optimize
+
     if rfs(model, landmark_days) == p0:
         return model
 
@@ -511,6 +520,8 @@ def null_twin(model: PostTransplantModel, p0: float, landmark_days: float) -> Po
 def _null_twin_far(model: PostTransplantModel, p0: float, landmark_days: float) -> PostTransplantModel:
     """The null twin when the factor is beyond e^+-30 (a landmark far from the incidences' landmark, or tiny
     hazards), solved on the log scale: RFS(c) = sum_g w_g exp(-exp(log c + h_g)), h_g = log H_g(landmark)."""
+    from scipy import optimize
+
     g = model.groups
     log_t = np.log(landmark_days / model.tau_days)
     with np.errstate(divide="ignore"):

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import integrate
 
+# scipy.integrate is imported where it integrates (as in calibrate.py: worker processes never do).
 AGVHD_WINDOW_DAYS = 100.0
 CURVES = ("rfs", "os", "grfs", "relapse", "nrm", "agvhd", "agvhd34", "cgvhd")
 # Per-group state: 9 GVHD states alive without relapse, relapsed alive, and 5 accumulated incidences.
@@ -52,6 +52,8 @@ def linked_curves(model: Any, times: np.ndarray | float) -> dict[str, np.ndarray
 
 def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarray:
     """State of each subgroup at each requested time, integrated piecewise between rate changes."""
+    from scipy import integrate
+
     k_r, k_n, tau = model.relapse_shape, model.nrm_shape, model.tau_days
     q = max(1.0, 1.0 / min(k_r, k_n))
     rel = model.relapse_hr[groups] * model.relapse_cumhaz * k_r * q / tau ** k_r     # h_r dt/ds = rel s^(q k_r - 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate, special
+from scipy import special  # integrate: imported where it integrates (see calibrate.py)
 
 from sim.scenario.schema import DAYS_PER_MONTH, Scenario
 
@@ -134,6 +134,8 @@ def donor_wait_moments(median: float, sigma: float, decision_day: float, rate: f
 
     D is the donor search time from enrollment; X is what is left of it at the decision.
     """
+    from scipy import integrate
+
     if sigma == 0:
         x = max(median - decision_day, 0.0)
         return float(np.exp(-rate * x)), float(x * np.exp(-rate * x))

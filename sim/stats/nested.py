@@ -58,9 +58,10 @@ def km_prefix_members(time: np.ndarray, event: np.ndarray, in_sample: np.ndarray
     serves every n (the nested sample sizes of a trial; the rows are a chunk's trials and arms)."""
     time, event = np.where(in_sample, time, np.inf), in_sample & event   # a non-member's data (even NaN) never counts
     order = _event_order(time, event)
-    member = in_sample[:, None, :] & (np.arange(time.shape[1])[None, :] < np.asarray(sizes)[:, None])[None]
-    return _km_sorted(np.take_along_axis(time, order, axis=1), np.take_along_axis(event, order, axis=1),
-                      np.take_along_axis(member, order[:, None, :], axis=2), t, alpha)
+    sorted_in = np.take_along_axis(in_sample, order, axis=1)
+    member = sorted_in[:, None, :] & (order[:, None, :] < np.asarray(sizes)[None, :, None])   # row x n x position
+    return _km_sorted(np.take_along_axis(time, order, axis=1), np.take_along_axis(event, order, axis=1), member,
+                      t, alpha)
 
 
 def km_masked(time: np.ndarray, event: np.ndarray, member: np.ndarray, t: float, alpha: float = 0.05) -> PrefixKM:

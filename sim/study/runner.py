@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import pandas as pd
 
 from sim.analysis.endpoints import itt_analysis, observe, primary_analysis, secondary_estimates
 from sim.analysis.flow import flow_counts
@@ -38,6 +37,7 @@ from sim.scenario.schema import DAYS_PER_MONTH, InputError, Scenario
 from sim.study.provenance import ensure_folder, write_atomically, write_parquet_atomically
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
 ARMS = ("design", "null", "alt")
