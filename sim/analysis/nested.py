@@ -61,8 +61,7 @@ def many_replicate_columns(trials: list[tuple[TrialHistory, str, bool]], ns: tup
     sizes = np.asarray(ns, dtype=np.int64)
     batch = _Batch([history for history, _, _ in trials], sizes, landmark)
     too_few = batch.transplanted < a.min_transplanted
-    reasons = np.char.add(batch.transplanted.astype(str),
-                          f" transplanted, fewer than analysis.min_transplanted = {a.min_transplanted}")
+    reasons = _too_few_reasons(batch.transplanted, too_few, a.min_transplanted)
     every = batch.columns | _tested("rfs", batch.rfs_km(), landmark, a.p0, a, too_few, reasons)
     some = []                                       # (which trials, their columns) of the parts not every trial has
     with_itt = np.array([endpoints != "rfs" for _, endpoints, _ in trials])
@@ -79,6 +78,15 @@ def many_replicate_columns(trials: list[tuple[TrialHistory, str, bool]], ns: tup
     for keep, columns in some:
         every |= {key: _filled(value, keep) for key, value in columns.items()}
     return every
+
+
+def _too_few_reasons(transplanted: np.ndarray, too_few: np.ndarray, minimum: int) -> np.ndarray:
+    """endpoints._too_few_transplanted's reason where too few are transplanted ('' elsewhere: never read)."""
+    messages = [f"{k} transplanted, fewer than analysis.min_transplanted = {minimum}"
+                for k in transplanted[too_few].tolist()]
+    reasons = np.full(too_few.shape, "", dtype=f"U{max(map(len, messages), default=1)}")
+    reasons[too_few] = messages
+    return reasons
 
 
 def trial_rows(per_trial: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

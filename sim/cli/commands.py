@@ -273,7 +273,7 @@ def sweep(args: argparse.Namespace) -> int:
         if len(results.refined):
             write_parquet_atomically(results.refined, args.out / "replicates_refined.parquet")
     with console.step("HTML report"):
-        report = write_sweep_report(args.out)
+        report = write_sweep_report(args.out, models["design"])
     _maybe_pdf(args, report)
     print(top.text() + "\n")
     print(monitoring_text(scenario, results.oc_primary, example_n))

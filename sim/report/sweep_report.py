@@ -22,6 +22,7 @@ from sim.report.html import DOCS_NOTE, img, page, section, shown, table, with_no
 from sim.report.rules import enabled_rules, monitoring_sentence, monitoring_table, rule_sentences
 from sim.report.study_figures import expected_flow_figure, power_figure, precision_figure, resources_figure
 from sim.report.trial_figures import incidence_figure, survival_figure
+from sim.scenario.calibrate import PostTransplantModel
 from sim.scenario.schema import Scenario
 from sim.study.oc import required_n_text
 from sim.study.provenance import read_manifest
@@ -46,8 +47,9 @@ def sweep_headline(out: Path) -> tuple[Headline, dict]:
     return top, manifest
 
 
-def write_sweep_report(out: Path) -> Path:
-    """Build OUT/report.html from a sweep's outputs; returns its path."""
+def write_sweep_report(out: Path, design: PostTransplantModel | None = None) -> Path:
+    """Build OUT/report.html from a sweep's outputs; returns its path (design: the scenario's calibrated
+    post-HSCT model, if the caller has it, for the example trial; otherwise it is calibrated again)."""
     top, manifest = sweep_headline(out)
     oc = pd.read_csv(out / "oc.csv")
     power = pd.read_csv(out / "power_all_n.csv")
@@ -58,7 +60,7 @@ def write_sweep_report(out: Path) -> Path:
     true_rfs = manifest["truths"]["design"]["rfs"]
     example_n = int(manifest["example_n"])
     flow_n = _secondary_n(oc, example_n)
-    history = simulate_trial(scenario, example_n, manifest["seed"], replicate=0)
+    history = simulate_trial(scenario, example_n, manifest["seed"], replicate=0, post_model=design)
     obs = observe(history)
     targets = tuple(manifest.get("target_power", sorted(sizes["target_power"].unique())))
     reps = manifest["reps"]
@@ -67,7 +69,7 @@ def write_sweep_report(out: Path) -> Path:
         _summary(name, scenario, top, reps),
         section("Required sample size", _required_table(sizes, power, a.p1, true_rfs)),
         section("Power and type I error",
-                img(power_figure(power, targets, a, true_rfs, reps), "Power and type I error against n")
+                img(_power_png(out, power, targets, a, true_rfs, reps), "Power and type I error against n")
                 + _oc_table(power[power["n"].isin(set(manifest["n"]) | set(sizes["required_n"].dropna()))])),
         section(f"Expected patient flow at n = {flow_n}",
                 img(expected_flow_figure(flow, flow_n, reps), "Expected CONSORT diagram")
@@ -91,6 +93,12 @@ def write_sweep_report(out: Path) -> Path:
         section("Reproducibility (STRESS-DES 5.1-5.4)", _reproducibility(manifest)),
     ]
     return write_page(out, page(name, sections))
+
+
+def _power_png(out: Path, power: pd.DataFrame, targets: tuple[float, ...], a, true_rfs: float, reps: int) -> bytes:
+    """The sweep's own power_curve.png (written with the tables it shows), or the figure drawn from them."""
+    path = out / "power_curve.png"
+    return path.read_bytes() if path.exists() else power_figure(power, targets, a, true_rfs, reps)
 
 
 def _summary(name: str, scenario: Scenario, top: Headline, reps: int) -> str:
