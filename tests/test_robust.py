@@ -60,7 +60,7 @@ def _small_itt_truth(patch: pytest.MonkeyPatch) -> None:
 def _no_figures(patch: pytest.MonkeyPatch) -> None:
     from sim.report import study_figures, sweep_report
 
-    def stub_report(out: Path) -> Path:
+    def stub_report(out: Path, design=None) -> Path:
         provenance.write_atomically(out, {"report.html": "<html>report</html>"})
         return out / "report.html"
 
