@@ -125,10 +125,10 @@ class _Batch:
         last = self.cutoff[:, [int(np.argmax(sizes))]]
         self.last_cutoff = last
         self.transplanted_by_last = self.hsct_day <= last
-        horizon = s.post_transplant.horizon_months * DAYS_PER_MONTH
-        self.ltfu = self._since("ltfu_day")
-        self.follow_end = np.minimum(np.minimum(last - self.hsct_day, self.ltfu), horizon)
-        self.time, self.event = time_to_first(self.follow_end, self._since("relapse_day"), self._since("death_day"))
+        self.ltfu = patients.since("ltfu_day")[:, 0, :]
+        self.follow_end = _follow_end(patients, last[:, :, None])[:, 0, :]
+        self.time, self.event = time_to_first(self.follow_end, patients.since("relapse_day")[:, 0, :],
+                                              patients.since("death_day")[:, 0, :])
         tr = self.transplanted_by_last
         self.evaluable = tr & ((self.event & (self.time <= landmark)) | (self.time >= landmark))
         self.transplanted = self._prefix_counts(tr)
@@ -146,10 +146,6 @@ class _Batch:
             return np.repeat(cutoff[:, None], self.sizes.size, axis=1)
         ends = np.where(self.why == TRANSPLANTED, self.hsct_day + self.landmark, self.exit_day)
         return np.maximum.accumulate(ends, axis=1)[:, self.sizes - 1] + CUTOFF_MARGIN_DAYS
-
-    def _since(self, name: str) -> np.ndarray:
-        days = self.patients.rows(lambda h: h.post[name]) - self.hsct_day
-        return np.where(np.isnan(days), np.inf, days)
 
     def _prefix_counts(self, flags: np.ndarray) -> np.ndarray:
         """How many of the first n patients of each trial are flagged (trial x n)."""
@@ -239,6 +235,12 @@ class _PatientArrays:
     def of(self, get) -> np.ndarray:
         return self.rows(get)[:, None, :]
 
+    def since(self, name: str) -> np.ndarray:
+        """Days from HSCT to the post-HSCT event `name` (endpoints.Observed._since: inf where none), (trial x 1 x
+        patient); NaN-free only for the transplanted."""
+        days = self.of(lambda h: h.post[name]) - self.of(lambda h: h.days["hsct_day"])
+        return np.where(np.isnan(days), np.inf, days)
+
 
 def _rows(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """(trial x n x patient) as (row x patient), broadcasting what does not vary with n."""
@@ -264,10 +266,8 @@ def _response_rows(patients: _PatientArrays, prefix: np.ndarray, cut: np.ndarray
 
 def _follow_end(patients: _PatientArrays, cut: np.ndarray) -> np.ndarray:
     """endpoints.Observed.follow_end of every patient at every n's cutoff (days since HSCT; NaN: no HSCT)."""
-    hsct_day = patients.of(lambda h: h.days["hsct_day"])
-    ltfu = patients.of(lambda h: h.post["ltfu_day"]) - hsct_day
     horizon = patients.scenario.post_transplant.horizon_months * DAYS_PER_MONTH
-    return np.minimum(np.minimum(cut - hsct_day, np.where(np.isnan(ltfu), np.inf, ltfu)), horizon)
+    return np.minimum(np.minimum(cut - patients.of(lambda h: h.days["hsct_day"]), patients.since("ltfu_day")), horizon)
 
 
 def _enrollment_rows(patients: _PatientArrays, prefix: np.ndarray, cut: np.ndarray) -> dict[str, Estimates]:
@@ -309,11 +309,8 @@ def _post_hsct_rows(patients: _PatientArrays, prefix: np.ndarray, cut: np.ndarra
     member = _rows(prefix & (hsct_day <= cut), shape)
     follow_end = _follow_end(patients, cut)
 
-    def since(name: str) -> np.ndarray:
-        days = patients.of(lambda h: h.post[name]) - hsct_day
-        return np.where(np.isnan(days), np.inf, days)
-
-    relapse, death, agvhd, cgvhd = (since(name) for name in ("relapse_day", "death_day", "agvhd_day", "cgvhd_day"))
+    relapse, death, agvhd, cgvhd = (patients.since(name)
+                                    for name in ("relapse_day", "death_day", "agvhd_day", "cgvhd_day"))
     agvhd34 = np.where(patients.of(lambda h: h.post["agvhd_grade34"]), agvhd, np.inf)
     systemic = np.where(patients.of(lambda h: h.post["cgvhd_systemic"]), cgvhd, np.inf)
     landmark = a.landmark_months * DAYS_PER_MONTH
