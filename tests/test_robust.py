@@ -449,21 +449,20 @@ def test_full_disk_during_a_trial_exits_2_and_leaves_no_partial_files(
 def test_full_disk_during_a_sweep_and_a_rerun_give_the_results_of_a_clean_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, clean_sweep: Path,
         fast_sweep: None) -> None:
-    import pyarrow.parquet as pq
-
-    real = pq.write_table
+    real = provenance._write
     calls = []
 
-    def fills_up(table, where, *args, **kwargs):  # every Parquet file (chunks, pandas' to_parquet) passes here
-        calls.append(where)
-        if len(calls) == 2:  # the second chunk: the disk is full
-            Path(where).write_bytes(b"PAR1 partial")
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(table, where, *args, **kwargs)
+    def fills_up(handle, data: bytes) -> None:  # every chunk file (encoded by a worker) is written here
+        if data.startswith(b"PAR1"):
+            calls.append(handle.name)
+            if len(calls) == 2:  # the second chunk file: the disk is full
+                handle.write(data[:12])
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real(handle, data)
 
     out = tmp_path / "o"
     with monkeypatch.context() as patch:
-        patch.setattr(pq, "write_table", fills_up)
+        patch.setattr(provenance, "_write", fills_up)
         status, _, err = run([*SWEEP, "--out", str(out)], capsys)
     assert status == 2 and "No space left on device" in err and "Traceback" not in err
     assert not [p for p in out.rglob("*") if p.name.startswith(".")], "temporary files left behind"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from sim.scenario.calibrate import PostTransplantModel
 from sim.scenario.schema import InputError
-from sim.study.runner import ChunkResult, Study
+from sim.study.runner import ChunkResult, Study, encoded_chunk
 
 
 def _chunk_task(study: Study, models: dict[str, PostTransplantModel], start: int, stop: int) -> ChunkResult:
-    return start, stop, study.chunk(models, start, stop)
+    return start, stop, encoded_chunk(study.chunk(models, start, stop))
 
 
 class LocalExecutor:

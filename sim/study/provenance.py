@@ -61,13 +61,7 @@ def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None
         if hasattr(frame, "to_parquet"):
             frame.to_parquet(tmp, index=False)
         else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            # Dictionaries pay for text and flags; a float column's values rarely repeat and its dictionary
-            # attempt only costs time (half of a chunk's write).
-            pq.write_table(frame, tmp, use_dictionary=[field.name for field in frame.schema
-                                                       if not pa.types.is_floating(field.type)])
+            _write_parquet(frame, tmp)
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as exc:
@@ -75,6 +69,25 @@ def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A table as the bytes of a Parquet file (what a worker hands back: compressed, and cheap to pass on)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    _write_parquet(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _write_parquet(table: pa.Table, where) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Dictionaries pay for text and flags; a float column's values rarely repeat and its dictionary
+    # attempt only costs time (half of a chunk's write).
+    pq.write_table(table, where, use_dictionary=[field.name for field in table.schema
+                                                 if not pa.types.is_floating(field.type)])
 
 
 def file_mode() -> int:

@@ -34,7 +34,7 @@ from sim.model.post_transplant import post_transplant_history
 from sim.model.streams import replicate_seeds
 from sim.scenario.calibrate import PostTransplantModel, calibrate, null_twin
 from sim.scenario.schema import DAYS_PER_MONTH, InputError, Scenario
-from sim.study.provenance import ensure_folder, write_atomically, write_parquet_atomically
+from sim.study.provenance import ensure_folder, parquet_bytes, write_atomically
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,11 +43,11 @@ if TYPE_CHECKING:
 ARMS = ("design", "null", "alt")
 DENSE_ARMS = ("design", "alt")   # the arms whose power a refinement of the required n needs
 ENDPOINT_SETS = ("rfs", "primary", "all")   # each includes the ones before it
-ChunkResult = tuple[int, int, dict[str, np.ndarray]]
+ChunkResult = tuple[int, int, dict[str, bytes]]   # (start, stop, Parquet file of each part: encoded_chunk)
 
 
 class Executor(Protocol):
-    """Runs chunks of replicates somewhere and yields (start, stop, columns) as each finishes."""
+    """Runs chunks of replicates somewhere and yields (start, stop, encoded_chunk(columns)) as each finishes."""
 
     def run(self, study: Study, models: dict[str, PostTransplantModel], todo: list[tuple[int, int]]
             ) -> Iterator[ChunkResult]: ...
@@ -109,6 +109,17 @@ def simulate_chunk(study: Study, models: dict[str, PostTransplantModel], start: 
     if dense:
         columns |= {DENSE_PREFIX + key: value for key, value in _canonical(stacked(dense)).items()}
     return columns
+
+
+def encoded_chunk(columns: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """A chunk's columns as the bytes of its Parquet files: "chunks" (the grid's rows) and, if the chunk has dense
+    n, DENSE_FOLDER. Encoded where the chunk was computed: a worker then hands back a few hundred kB of compressed
+    columns, not the tens of MB of arrays (text columns are fixed-width there) that the client had to convert."""
+    import pyarrow as pa
+
+    dense = {key.removeprefix(DENSE_PREFIX): value for key, value in columns.items() if key.startswith(DENSE_PREFIX)}
+    grid = {key: value for key, value in columns.items() if not key.startswith(DENSE_PREFIX)}
+    return {"chunks": parquet_bytes(pa.table(grid))} | ({DENSE_FOLDER: parquet_bytes(pa.table(dense))} if dense else {})
 
 
 def _canonical(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -344,18 +355,16 @@ def _complete_chunk(replicate: np.ndarray, n: np.ndarray, arm: list, start: int,
     return bool((rows == sizes * arms).all()) and len(np.unique(n)) == sizes
 
 
-def write_chunk(out: Path, start: int, stop: int, columns: dict[str, np.ndarray]) -> pa.Table:
-    """Write one chunk atomically (a temporary file in the same folder, then rename), the rows of its dense n
-    first (a chunk counts as finished when both exist); return the grid's rows as a table."""
+def write_chunk(out: Path, start: int, stop: int, parts: dict[str, bytes]) -> pa.Table:
+    """Write one chunk's files (encoded_chunk) atomically, its dense rows first (a chunk counts as finished when
+    both exist); return the grid's rows as a table."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    dense = {key.removeprefix(DENSE_PREFIX): value for key, value in columns.items() if key.startswith(DENSE_PREFIX)}
-    if dense:
-        ensure_folder(out / DENSE_FOLDER)
-        write_parquet_atomically(pa.table(dense), chunk_path(out, start, stop, DENSE_FOLDER))
-    table = pa.table({key: value for key, value in columns.items() if not key.startswith(DENSE_PREFIX)})
-    write_parquet_atomically(table, chunk_path(out, start, stop))
-    return table
+    for part in sorted(parts, key=lambda name: name == "chunks"):
+        path = chunk_path(out, start, stop, part)
+        write_atomically(path.parent, {path.name: parts[part]})
+    return pq.read_table(pa.BufferReader(parts["chunks"]))
 
 
 def prepare_output(out: Path, study: Study) -> None:
