@@ -204,7 +204,8 @@ def test_landmark_cutoff_gives_full_follow_up_in_sweep_rows(base):
     assert (rows["duration_months"] > scenario.analysis.landmark_months).all()
 
 
-def test_ctrl_c_keeps_finished_chunks_and_rerun_resumes_to_identical_results(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_keeps_finished_chunks_and_rerun_resumes_to_identical_results(tmp_path, jobs):
     import signal
     import subprocess
     import sys
@@ -212,7 +213,7 @@ def test_ctrl_c_keeps_finished_chunks_and_rerun_resumes_to_identical_results(tmp
 
     root = Path(__file__).resolve().parent.parent
     command = [sys.executable, "run_sim.py", "sweep", "--n", "20:60:20", "--reps", "300", "--chunk-size", "10",
-               "--jobs", "1", "--endpoints", "primary", "--quiet"]
+               "--jobs", str(jobs), "--endpoints", "primary", "--quiet"]
     out = tmp_path / "interrupted"
     # Ctrl-C reaches the run even when this test process was started in the background (which ignores SIGINT,
     # and a child inherits that): the child starts with the default disposition, so Python installs its handler.
@@ -226,6 +227,7 @@ def test_ctrl_c_keeps_finished_chunks_and_rerun_resumes_to_identical_results(tmp
     if run.returncode == 0:
         pytest.skip("the run finished before it could be interrupted")
     assert run.returncode == 130 and "rerun the same command to resume" in stderr
+    assert "Traceback" not in stderr, stderr  # the worker pool shut down cleanly
     kept = len(list((out / "chunks").glob("*.parquet")))
     assert 0 < kept < 30
     assert subprocess.run([*command, "--out", str(out)], cwd=root, capture_output=True).returncode == 0

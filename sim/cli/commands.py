@@ -189,24 +189,15 @@ def format_endpoints(results: pd.DataFrame) -> str:
 
 def sweep(args: argparse.Namespace) -> int:
     from sim.cli.console import Console
-    from sim.report.headline import headline
-    from sim.report.study_figures import power_figure
-    from sim.report.sweep_report import write_sweep_report
-    from sim.study.oc import non_monotone_power
-    from sim.study.resources import forecast, simulated_use, trial_totals
-    from sim.study.runner import Study, arm_models
-    from sim.study.sizing import run_sizing
-    from sim.study.truth import true_values
+    from sim.study.runner import Study
 
     console = Console(args.quiet, started=getattr(args, "started", None))
     started = time.time()
     scenario, solved = _load(args)
-    models = _calibrated(args, arm_models, scenario)
     ns = sample_sizes(args)
     study = Study(scenario, ns, args.reps, args.seed, args.endpoints)
     args.out = default_out(args, "sweep")
     existing_results(args.out, "sweep", reps=args.reps)
-    targets = tuple(args.target_power)
     console.say(f"Sizing study of {scenario.name!r} ({args.scenario}{_with_overrides(args.overrides)}): "
                 f"{args.reps} replicates x {len(ns)} sample sizes (n = {_grid_text(ns)}) x 3 arms (the scenario, "
                 f"its null twin, its p1 twin), seed {args.seed}, writing to {args.out}/")
@@ -215,7 +206,27 @@ def sweep(args: argparse.Namespace) -> int:
     if priors_text(args):
         console.say("  note: inputs with distributions run at their means here (run_sim.py describe lists them; "
                     "run_sim.py assurance averages over them)")
+    # The workers start now: their imports overlap the client's own imports and calibration.
     executor = _executor(args)
+    try:
+        return _sweep(args, console, started, scenario, solved, study, executor)
+    finally:
+        _close(executor)
+
+
+def _sweep(args: argparse.Namespace, console, started: float, scenario, solved, study, executor) -> int:
+    from sim.report.headline import headline
+    from sim.report.study_figures import power_figure
+    from sim.report.sweep_report import write_sweep_report
+    from sim.study.oc import non_monotone_power
+    from sim.study.resources import forecast, simulated_use, trial_totals
+    from sim.study.runner import arm_models
+    from sim.study.sizing import run_sizing
+    from sim.study.truth import true_values
+
+    models = _calibrated(args, arm_models, scenario)
+    ns = study.ns
+    targets = tuple(args.target_power)
     truths: dict[str, dict[str, float]] = {}
 
     def solve_truths() -> dict[str, dict[str, float]]:  # runs in a thread beside the grid: must not print
@@ -227,11 +238,9 @@ def sweep(args: argparse.Namespace) -> int:
                     f"(n = {_grid_text(extra)}), primary endpoint only")
         return console.progress(args.reps, "refinement replicates")
 
-    try:
-        results = run_sizing(study, args.out, executor, solve_truths, targets, models, args.chunk_size,
-                             progress=console.progress(args.reps), refine_progress=refine_progress, notify=note)
-    finally:
-        _close(executor)
+    results = run_sizing(study, args.out, executor, solve_truths, targets, models, args.chunk_size,
+                         progress=console.progress(args.reps), refine_progress=refine_progress, notify=note)
+    _close(executor)  # a batch cluster's jobs end here, not after the report
     if results.refined_in_grid:
         extra = tuple(sorted(int(n) for n in results.refined["n"].unique()))
         console.say(f"  refined the required n to the patient: {len(extra)} more sample sizes "

@@ -1,13 +1,14 @@
-"""Where chunks of replicates run: this process, joblib's loky process pool, or a Dask cluster (one
+"""Where chunks of replicates run: this process, a loky process pool, or a Dask cluster (one
 already running, or one started here as batch jobs on SLURM, PBS or SGE through dask-jobqueue).
 
-Every executor yields (start, stop, columns) for each chunk as it finishes; the runner writes the
-chunk and moves on, so the order of completion never matters (a replicate depends only on the seed
-and its index).
-"""
+Every executor yields (start, stop, the chunk's Parquet files) for each chunk as it finishes (the
+files are encoded where the chunk ran); the runner writes them and moves on, so the order of
+completion never matters (a replicate depends only on the seed and its index)."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import shutil
 import signal
@@ -25,11 +26,42 @@ def _chunk_task(study: Study, models: dict[str, PostTransplantModel], start: int
     return start, stop, encoded_chunk(study.chunk(models, start, stop))
 
 
+def _ready() -> bool:
+    """A worker's first task: unpickling it imports this module, hence the simulation code."""
+    return True
+
+
+# Thread pools of the libraries a worker uses (Arrow's, which encodes the chunk files, reads OMP_NUM_THREADS).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _thread_limits(jobs: int) -> dict[str, str]:
+    """Each worker's share of the cores for its libraries' threads (as joblib sets it): `jobs` workers that each
+    started a thread per core would fight over the cores. A value the user set is kept."""
+    share = str(max(1, (os.cpu_count() or 1) // jobs))
+    return {name: os.environ.get(name, share) for name in THREAD_VARIABLES}
+
+
 class LocalExecutor:
-    """Chunks in this process (jobs = 1) or on joblib's loky process pool, yielded as they finish."""
+    """Chunks in this process (jobs = 1) or on a pool of `jobs` loky worker processes, yielded as they finish.
+
+    The pool is started when the executor is made: the workers import the simulation code (about half a
+    second each) while the client still calibrates, rather than after it. The pool is loky's reusable one (as
+    joblib's), so consecutive runs in one process share their workers.
+    """
 
     def __init__(self, jobs: int = 1) -> None:
         self.jobs = jobs
+        if jobs > 1:
+            pool = self._pool()
+            for _ in range(jobs):
+                pool.submit(_ready)
+
+    def _pool(self):
+        from joblib.externals.loky import get_reusable_executor
+
+        return get_reusable_executor(max_workers=self.jobs, env=_thread_limits(self.jobs))
 
     def run(self, study: Study, models: dict[str, PostTransplantModel], todo: list[tuple[int, int]]
             ) -> Iterator[ChunkResult]:
@@ -37,10 +69,27 @@ class LocalExecutor:
             for start, stop in todo:
                 yield _chunk_task(study, models, start, stop)
             return
-        from joblib import Parallel, delayed
+        from concurrent.futures import FIRST_COMPLETED, wait
 
-        parallel = Parallel(n_jobs=self.jobs, backend="loky", return_as="generator_unordered")
-        yield from parallel(delayed(_chunk_task)(study, models, start, stop) for start, stop in todo)
+        pool = self._pool()
+
+        waiting = iter(todo)
+        running: set = set()
+        try:
+            while True:
+                # Two chunks per worker in flight (as joblib): the pool stays busy while the client writes, and
+                # a Ctrl-C finds few chunks queued (loky's shutdown trips over many).
+                for start, stop in itertools.islice(waiting, 2 * self.jobs - len(running)):
+                    running.add(pool.submit(_chunk_task, study, models, start, stop))
+                if not running:
+                    return
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+        except BaseException:  # Ctrl-C, a failed chunk, or a consumer that stopped early: no chunk runs on
+            # (the pool fails its pending futures itself; cancelling them first breaks its shutdown)
+            pool.shutdown(wait=True, kill_workers=True)
+            raise
 
 
 class DaskExecutor:
@@ -75,10 +124,12 @@ class DaskExecutor:
             yield result
 
     def close(self) -> None:
-        """Disconnect from the scheduler; a cluster this executor started is shut down (its jobs cancelled)."""
+        """Disconnect from the scheduler; a cluster this executor started is shut down (its jobs cancelled).
+        Closing again does nothing."""
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+            self.cluster = None
 
 
 # dask-jobqueue's cluster class and the command that submits its jobs, by --backend.
