@@ -23,6 +23,7 @@ from sim.stats.estimators import (
     aalen_johansen,
     binomial_test,
     clopper_pearson,
+    km_curve,
     km_landmark,
     landmark_test,
     logrank_one_sample,
@@ -161,6 +162,43 @@ def test_km_loglog_ci_matches_lifelines(km_datasets, alpha):
         row = ci[ci.index <= T].iloc[-1]
         assert (est.lower, est.upper) == pytest.approx((float(row.iloc[0]), float(row.iloc[1])), abs=TOL), i
         assert est.lower <= est.estimate <= est.upper
+
+
+def km_curve_samples() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Samples for the whole-curve comparison: ties, heavy censoring, no events, a curve reaching 0."""
+    rng = np.random.default_rng(424242)
+    samples = [survival_dataset(rng) for _ in range(20)]            # ties on a 0.5 or 1 grid, events at T
+    for _ in range(10):                                              # integer times: many ties, also event/censoring
+        n = int(rng.integers(5, 120))
+        samples.append((np.ceil(rng.exponential(10.0, n)), rng.random(n) < 0.6))
+    for _ in range(5):                                               # heavy censoring: about 85% censored
+        n = int(rng.integers(20, 80))
+        samples.append((np.round(rng.exponential(15.0, n), 1), rng.random(n) < 0.15))
+    samples.append((np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0]), np.zeros(6, dtype=bool)))    # no events
+    # Reaches 0: the last patients (two tied at 7) both have the event; a censoring tied with an event at 2.
+    samples.append((np.array([2.0, 2.0, 3.0, 5.0, 5.0, 6.0, 7.0, 7.0]),
+                    np.array([True, False, True, True, False, True, True, True])))
+    return samples
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.1])
+def test_km_curve_matches_lifelines_survival_and_ci_at_every_time(alpha):
+    reached_zero = tied_censoring = no_events = 0
+    for i, (time, event) in enumerate(km_curve_samples()):
+        times, s, lower, upper = km_curve(time, event, alpha=alpha)
+        kmf = KaplanMeierFitter(alpha=alpha).fit(time, event)
+        sf = kmf.survival_function_.iloc[:, 0]
+        ci = kmf.confidence_interval_
+        np.testing.assert_array_equal(times, np.unique(time), err_msg=str(i))
+        # lifelines' rows: time 0 (S = 1 unless an event is at 0) and every distinct observed time.
+        np.testing.assert_array_equal(sf.index.to_numpy(), np.union1d([0.0], times), err_msg=str(i))
+        for ours, theirs in ((s, sf), (lower, ci.iloc[:, 0]), (upper, ci.iloc[:, 1])):
+            np.testing.assert_allclose(ours, theirs.loc[times].to_numpy(), rtol=0, atol=1e-10, err_msg=str(i))
+        assert np.all((lower <= s) & (s <= upper)), i
+        reached_zero += s[-1] == 0.0
+        no_events += not event.any()
+        tied_censoring += bool(np.intersect1d(time[event], time[~event]).size)
+    assert reached_zero >= 1 and no_events >= 1 and tied_censoring >= 10, (reached_zero, no_events, tied_censoring)
 
 
 def test_wald_statistics_match_delta_method_formulas(km_datasets):
@@ -394,6 +432,7 @@ def test_empty_data_gives_results_not_exceptions():
     empty, none = np.array([]), np.array([], dtype=bool)
     est, _ = km_landmark(empty, none, T)
     assert np.isnan(est.estimate) and est.reason and est.n == 0
+    assert all(a.size == 0 for a in km_curve(empty, none))
     est = aalen_johansen(empty, np.array([], dtype=int), 1, T)
     assert np.isnan(est.estimate) and est.reason
     est = clopper_pearson(0, 0)

@@ -1,21 +1,20 @@
 """Figures of one simulated trial: KM of RFS and OS after HSCT, relapse vs NRM incidence, patient flow.
 
 Curves stop where fewer than MIN_AT_RISK patients remain at risk (or at MAX_MONTHS), as published
-survival curves do, so a reader is not misled by the unstable tail. Uses lifelines' plotting of
-numbers at risk; kept out of the modules the sizing study's workers import.
+survival curves do, so a reader is not misled by the unstable tail. Plain matplotlib on the project's
+own estimators (the Kaplan-Meier curve with its log(-log) interval is estimators.km_curve, checked
+against lifelines in the tests); kept out of the modules the sizing study's workers import.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from lifelines import KaplanMeierFitter
-from lifelines.plotting import add_at_risk_counts
 
 from sim.analysis.endpoints import Observed, competing, time_to_first
 from sim.report.plotting import empty, plt, png
 from sim.scenario.schema import DAYS_PER_MONTH
-from sim.stats.estimators import cumulative_incidence_curve
+from sim.stats.estimators import cumulative_incidence_curve, km_curve
 
 MIN_AT_RISK = 10
 MAX_MONTHS = 30.0
@@ -37,17 +36,17 @@ def _cut_note(end: float) -> str:
 
 def survival_figure(obs: Observed, landmark_months: float, p0: float) -> bytes:
     """Kaplan-Meier RFS and OS after HSCT with 95% CIs and numbers at risk, cut where few remain at risk."""
-    fig, ax = plt.subplots(figsize=(8, 5.5))
     if obs.hsct.size == 0:
+        fig, ax = plt.subplots(figsize=(8, 5.5))
         return empty(fig, ax, "No patient transplanted by the data cutoff: no survival after HSCT to show")
-    fitters = []
+    fig, (ax, table) = plt.subplots(2, 1, figsize=(8, 6.1), height_ratios=(5.4, 0.7))
     end = plot_end_months(obs.follow_end, landmark_months)
+    rows = []
     for label, days, color in (("RFS", (obs.relapse, obs.death), "tab:blue"), ("OS", (obs.death,), "tab:green")):
         time, event = time_to_first(obs.follow_end, *days)
-        kmf = KaplanMeierFitter(label=label).fit(time / DAYS_PER_MONTH, event)
-        kmf.plot_survival_function(ax=ax, color=color, ci_show=True, show_censors=True, loc=slice(0.0, end),
-                                   censor_styles={"ms": 5, "marker": "|"})
-        fitters.append(kmf)
+        months = time / DAYS_PER_MONTH
+        _plot_km(ax, months, event, end, label, color)
+        rows.append((label, color, np.sort(months)))
     if landmark_months <= end:
         ax.axvline(landmark_months, color="grey", ls="--", lw=1, label=f"{landmark_months:g}-month landmark")
     ax.axhline(p0, color="tab:red", ls=":", lw=1.2, label=f"p0 = {p0:g} (null RFS)")
@@ -57,8 +56,41 @@ def survival_figure(obs: Observed, landmark_months: float, p0: float) -> bytes:
     ax.set_xlim(0, end * 1.02 if end > 0 else 1.0)
     ax.set_title(f"Relapse-free and overall survival after HSCT (n = {obs.hsct.size} transplanted)")
     ax.legend(loc="lower left")
-    add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"], xticks=[x for x in ax.get_xticks() if 0 <= x <= end])
+    _at_risk_table(table, ax, [x for x in ax.get_xticks() if 0 <= x <= end], rows)
     return png(fig)
+
+
+def _plot_km(ax: plt.Axes, months: np.ndarray, event: np.ndarray, end: float, label: str, color: str) -> None:
+    """Step curve from (0, 1) to `end`, shaded 95% CI band and "|" at the censored times, as lifelines drew them."""
+    times, s, lower, upper = km_curve(months, event)
+    keep = times <= end
+    x = np.concatenate([[0.0], times[keep], [end]])
+
+    def steps(y: np.ndarray) -> np.ndarray:
+        shown = np.concatenate([[1.0], y[keep]])
+        return np.append(shown, shown[-1])
+
+    ax.fill_between(x, steps(lower), steps(upper), step="post", color=color, alpha=0.25, linewidth=1.0)
+    ax.step(x, steps(s), where="post", color=color, label=label)
+    censored = np.unique(months[~event & (months <= end)])
+    ax.plot(censored, s[times.searchsorted(censored)], ls="none", marker="|", ms=5, mew=1, color=color)
+
+
+def _at_risk_table(table: plt.Axes, ax: plt.Axes, ticks: list[float], rows: list[tuple[str, str, np.ndarray]]
+                   ) -> None:
+    """Numbers at risk (time >= tick: still followed and event-free just before it) under the x ticks of ax."""
+    table.set_xlim(ax.get_xlim())
+    table.set_ylim(0, len(rows) + 1)
+    table.axis("off")
+    left = {"xycoords": ("axes fraction", "data"), "xytext": (-16, 0), "textcoords": "offset points",
+            "ha": "right", "va": "center"}
+    table.annotate("At risk", (0, len(rows) + 0.5), **left)
+    for i, (label, color, sorted_months) in enumerate(rows):
+        y = len(rows) - i - 0.5
+        table.annotate(label, (0, y), color=color, **left)
+        for tick in ticks:
+            count = sorted_months.size - sorted_months.searchsorted(tick, side="left")
+            table.text(tick, y, str(count), ha="center", va="center", clip_on=False)
 
 
 def incidence_figure(obs: Observed, landmark_months: float) -> bytes:

@@ -1,10 +1,11 @@
 """Fast estimators and tests at a landmark, pure numpy: the hot path of the sizing study.
 
-Kaplan-Meier with Greenwood variance and a log(-log) CI; one-sided tests of H0: S(t) <= p0 (Wald z
-on the cloglog, linear or arcsine scale, exact binomial, one-sample log-rank); Aalen-Johansen
-cumulative incidence with the Greenwood-type (Collett / SAS) variance; Clopper-Pearson intervals;
-median follow-up by reverse Kaplan-Meier. Conventions follow lifelines so tests can compare to it:
-an event at exactly t counts by t; a censoring tied with an event is still at risk for that event.
+Kaplan-Meier with Greenwood variance and a log(-log) CI (at a landmark, or the whole curve for
+plotting); one-sided tests of H0: S(t) <= p0 (Wald z on the cloglog, linear or arcsine scale, exact
+binomial, one-sample log-rank); Aalen-Johansen cumulative incidence with the Greenwood-type
+(Collett / SAS) variance; Clopper-Pearson intervals; median follow-up by reverse Kaplan-Meier.
+Conventions follow lifelines so tests can compare to it: an event at exactly t counts by t; a
+censoring tied with an event is still at risk for that event.
 Results are plain floats; an estimate that cannot be made is NaN with a reason, never an exception.
 
 Small samples at the boundary (an estimate of exactly 0 or 1, where Greenwood's variance is 0) use
@@ -85,7 +86,7 @@ def km_landmark(time: np.ndarray, event: np.ndarray, t: float, alpha: float = 0.
         return Estimate(np.nan, np.nan, np.nan, np.nan, n, events, "nobody followed to the landmark"), greenwood
     se = s * math.sqrt(greenwood) if s > 0 else 0.0
     if 0.0 < s < 1.0:
-        lower, upper = _loglog_interval(s, greenwood, alpha)
+        lower, upper = map(float, _loglog_interval(s, greenwood, alpha))
     else:
         lower, upper = _boundary_interval(s, landmark_information(time, event, t), alpha)
     return Estimate(s, se, lower, upper, n, events), greenwood
@@ -129,10 +130,11 @@ def _risk_table(time: np.ndarray, failed: np.ndarray, mark: np.ndarray | None = 
     return u, d, at_risk, np.add.reduceat(mark[failed][order].astype(float), first)
 
 
-def _loglog_interval(s: float, greenwood: float, alpha: float) -> tuple[float, float]:
-    """CI for a survival probability 0 < s < 1 on the log(-log) scale."""
-    half = _z(alpha / 2) * math.sqrt(greenwood) / abs(math.log(s))
-    return s ** math.exp(half), s ** math.exp(-half)
+def _loglog_interval(s: float | np.ndarray, greenwood: float | np.ndarray, alpha: float
+                     ) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """CI for a survival probability 0 < s < 1 on the log(-log) scale (elementwise for arrays)."""
+    half = _z(alpha / 2) * np.sqrt(greenwood) / np.abs(np.log(s))
+    return s ** np.exp(half), s ** np.exp(-half)
 
 
 def wald_test(s: float, greenwood: float, p0: float, alpha: float, scale: str, n_eff: float = np.nan
@@ -276,3 +278,27 @@ def cumulative_incidence_curve(time: np.ndarray, cause: np.ndarray, k: int) -> t
     u, d, at_risk, dk = _risk_table(time, cause > 0, cause == k)
     lag = np.concatenate([[1.0], np.cumprod(1.0 - d / at_risk)[:-1]])
     return u, np.cumsum(lag * dk / at_risk)
+
+
+def km_curve(time: np.ndarray, event: np.ndarray, alpha: float = 0.05
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The whole Kaplan-Meier curve with its log(-log) interval, for plotting.
+
+    Returns (times, survival, lower, upper): the sorted distinct observed times (events and censorings)
+    and at each the right-continuous S(t) (events at t counted; censorings tied with them still at risk
+    for them) with the two-sided 1 - alpha log(-log) ("exponential Greenwood") interval, as lifelines'
+    KaplanMeierFitter.survival_function_ and confidence_interval_ (which add a row at time 0). Where
+    S(t) is 1 (no event yet) or 0 the interval collapses to that point, as in lifelines.
+    """
+    time = np.asarray(time, dtype=float)
+    event = np.asarray(event, dtype=bool)
+    u, d, at_risk = _risk_table(time, event)
+    with np.errstate(divide="ignore", invalid="ignore"):     # S = 0 at the last failure: Greenwood infinite
+        survival = np.concatenate([[1.0], np.cumprod(1.0 - d / at_risk)])
+        greenwood = np.concatenate([[0.0], np.cumsum(d / (at_risk * (at_risk - d)))])
+        times = np.unique(time)
+        step = u.searchsorted(times, side="right")            # failures at or before each time (0: none yet)
+        s, g = survival[step], greenwood[step]
+        lower, upper = _loglog_interval(s, g, alpha)
+    inside = (s > 0.0) & (s < 1.0)
+    return times, s, np.where(inside, lower, s), np.where(inside, upper, s)
