@@ -359,12 +359,25 @@ def write_chunk(out: Path, start: int, stop: int, parts: dict[str, bytes]) -> pa
     """Write one chunk's files (encoded_chunk) atomically, its dense rows first (a chunk counts as finished when
     both exist); return the grid's rows as a table."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     for part in sorted(parts, key=lambda name: name == "chunks"):
         path = chunk_path(out, start, stop, part)
         write_atomically(path.parent, {path.name: parts[part]})
-    return pq.read_table(pa.BufferReader(parts["chunks"]))
+    return read_chunk(pa.BufferReader(parts["chunks"]))
+
+
+def read_chunk(source: Path | pa.BufferReader) -> pa.Table:
+    """A chunk file's rows, its text columns (arm, reasons) read as dictionaries: they hold a few distinct values
+    over many rows, and decoding them into strings (to make categories of them again) was most of a large study's
+    load time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(source)
+    text = [field.name for field in file.schema_arrow if pa.types.is_string(field.type)]
+    if text:
+        file = pq.ParquetFile(source, read_dictionary=text)
+    return file.read()
 
 
 def prepare_output(out: Path, study: Study) -> None:
@@ -446,17 +459,17 @@ def load_replicates(out: Path, reps: int, chunks: set[tuple[int, int]] | None = 
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     chunks = finished_chunks(out) if chunks is None else chunks
     in_memory = in_memory or {}
-    wanted = None if ns is None else [("n", "in", list(ns))]
-    tables = [in_memory[chunk] if chunk in in_memory else pq.read_table(chunk_path(out, *chunk, part), filters=wanted)
+
+    def rows(table: pa.Table) -> pa.Table:  # each chunk's rows of these n before they are put together
+        return table if ns is None else table.filter(pc.is_in(table["n"], value_set=pa.array(ns, table["n"].type)))
+
+    tables = [rows(in_memory[chunk] if chunk in in_memory else read_chunk(chunk_path(out, *chunk, part)))
               for chunk in sorted(chunks) if chunk[0] < reps]
     table = pa.concat_tables(tables, promote_options="default")  # a column missing from a chunk reads as null
     del tables
-    if ns is not None:
-        table = table.filter(pc.is_in(table["n"], value_set=pa.array(ns, type=table["n"].type)))
     if len(table) and pc.max(table["replicate"]).as_py() >= reps:
         table = table.filter(pc.less(table["replicate"], reps))
     return table.to_pandas(strings_to_categorical=True, split_blocks=True, self_destruct=True)
