@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from sim.analysis.datasets import patient_columns
-from sim.model.pathway import TrialHistory, simulate_trial
+from sim.model.pathway import TrialHistory
 from sim.scenario.calibrate import PostTransplantModel
 from sim.scenario.schema import DAYS_PER_MONTH, Scenario
+from sim.study.runner import design_trials
 
 MAX_MONTHS = 1200  # 100 years: the longest monthly forecast; later use is added to the last month
 
@@ -107,7 +108,7 @@ def simulated_use(scenario: Scenario, n: int, seed: int, reps: int, post_model: 
                   ) -> dict[str, np.ndarray]:
     """Monthly use of the study's first `reps` trials of n patients (the same trials the study simulated):
     for each measure of MEASURES, a (trial x month) array, zero after a trial's last month."""
-    trials = [_monthly_columns(simulate_trial(scenario, n, seed, r, post_model=post_model)) for r in range(reps)]
+    trials = [_monthly_columns(history) for history in design_trials(scenario, n, seed, reps, post_model)]
     months = max(trial["month"].size for trial in trials)
     use = {measure: np.zeros((reps, months)) for measure in MEASURES}
     for i, trial in enumerate(trials):

@@ -232,6 +232,14 @@ def _trials(study: Study, models: dict[str, PostTransplantModel], start: int, st
         yield s.replicate, study.ns, dict(zip(arms, histories, strict=True))
 
 
+def design_trials(scenario: Scenario, n: int, seed: int, reps: int, design: PostTransplantModel
+                  ) -> list[TrialHistory]:
+    """The design arm's n-patient trials of replicates 0..reps-1, simulated as a study simulates them (together
+    where the pathways are nested): each is simulate_trial(scenario, n, seed, r, post_model=design)."""
+    study = Study(scenario, (n,), reps, seed, "rfs", arms=("design",))
+    return [histories["design"] for _, _, histories in _trials(study, {"design": design}, 0, reps)]
+
+
 def _pathways(study: Study, design: PostTransplantModel, r: int) -> Iterator[tuple[tuple[int, ...], TrialHistory]]:
     """The design arm's trials of replicate r, as _trials gives them."""
     for _, ns, histories in _trials(replace(study, arms=("design",)), {"design": design}, r, r + 1):
