@@ -85,8 +85,8 @@ def _linked_nrm_time(e: np.ndarray, scale: np.ndarray, model: PostTransplantMode
 
 
 def _weibull_time(e: np.ndarray, cumhaz_at_tau: np.ndarray, shape: float, tau: float) -> np.ndarray:
-    """Solve cumhaz_at_tau * (t / tau)^shape = e for t (inf where the hazard is 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+    """Solve cumhaz_at_tau * (t / tau)^shape = e for t (inf where the hazard is 0, or beyond any float)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):   # a time past 1e308 days is never
         return np.where(cumhaz_at_tau > 0, tau * (e / cumhaz_at_tau) ** (1.0 / shape), np.inf)
 
 

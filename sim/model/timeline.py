@@ -87,7 +87,7 @@ class _Walk:
             self.advance(delay, mask)
             return
         relapse = np.where(negative, self.rates.relapse_negative, self.rates.relapse_positive)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):   # a tiny rate's time overflows to inf: never
             t_relapse = np.where(relapse > 0, self.budget[:, 0] / relapse, np.inf)
             t_death = self.budget[:, 1] / self.rates.death if self.rates.death > 0 else np.full(delay.shape, np.inf)
         first_relapse = t_relapse <= t_death
