@@ -521,3 +521,23 @@ def test_study_differences_names_keys_seed_grid_and_endpoints() -> None:
     text = runner.study_differences(json.loads(json.dumps(a)), b)
     assert text == ("seed 1 there, 2 now; n grid [20, 30] there, [20] now; endpoints all there, primary now; "
                     "scenario analysis.p0 = 0.55 there, 0.5 now; scenario response.p_cr = 0.85 there, 0.7 now")
+
+
+def test_a_large_frame_written_in_slices_reads_back_as_written_whole(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Slices of 7 rows: categories (one unused, one missing value), NaN, flags, text and integers cross slices.
+    monkeypatch.setattr(provenance, "FRAME_SLICE_ROWS", 7)
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({
+        "replicate": np.arange(30), "est": np.where(rng.random(30) < 0.2, np.nan, rng.random(30)),
+        "reject": rng.random(30) < 0.5, "arm": pd.Categorical(rng.choice(["design", "null", None], 30),
+                                                              categories=["design", "null", "alt"]),
+        "reason": rng.choice(["", "too few"], 30)})
+    provenance.write_parquet_atomically(frame, tmp_path / "sliced.parquet")
+    frame.to_parquet(tmp_path / "whole.parquet", index=False)
+    import pyarrow.parquet as pq
+
+    assert pq.read_metadata(tmp_path / "sliced.parquet").num_row_groups == 5   # it was written in slices
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "sliced.parquet"),
+                                  pd.read_parquet(tmp_path / "whole.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "sliced.parquet"), frame)

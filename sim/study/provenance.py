@@ -59,7 +59,7 @@ def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if hasattr(frame, "to_parquet"):
-            frame.to_parquet(tmp, index=False)
+            _write_frame(frame, tmp)
         else:
             _write_parquet(frame, tmp)
         os.chmod(tmp, file_mode())
@@ -69,6 +69,25 @@ def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+FRAME_SLICE_ROWS = 250_000   # rows of a DataFrame converted to Arrow and written at a time (one row group each)
+
+
+def _write_frame(frame: pd.DataFrame, where: Path) -> None:
+    """frame.to_parquet(where, index=False), a slice of rows at a time: a large study's frame is then never held
+    twice (as pandas and as Arrow), which was the largest study's peak memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if len(frame) <= FRAME_SLICE_ROWS:
+        frame.to_parquet(where, index=False)
+        return
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    with pq.ParquetWriter(where, schema) as writer:
+        for start in range(0, len(frame), FRAME_SLICE_ROWS):
+            rows = frame.iloc[start:start + FRAME_SLICE_ROWS]
+            writer.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
 
 
 def parquet_bytes(table: pa.Table) -> bytes:

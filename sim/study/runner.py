@@ -363,15 +363,12 @@ def _complete_chunk(replicate: np.ndarray, n: np.ndarray, arm: list, start: int,
     return bool((rows == sizes * arms).all()) and len(np.unique(n)) == sizes
 
 
-def write_chunk(out: Path, start: int, stop: int, parts: dict[str, bytes]) -> pa.Table:
+def write_chunk(out: Path, start: int, stop: int, parts: dict[str, bytes]) -> None:
     """Write one chunk's files (encoded_chunk) atomically, its dense rows first (a chunk counts as finished when
-    both exist); return the grid's rows as a table."""
-    import pyarrow as pa
-
+    both exist)."""
     for part in sorted(parts, key=lambda name: name == "chunks"):
         path = chunk_path(out, start, stop, part)
         write_atomically(path.parent, {path.name: parts[part]})
-    return read_chunk(pa.BufferReader(parts["chunks"]))
 
 
 def read_chunk(source: Path | pa.BufferReader) -> pa.Table:
@@ -456,15 +453,16 @@ def _shown(value: object) -> str:
 
 
 def load_replicates(out: Path, reps: int, chunks: set[tuple[int, int]] | None = None,
-                    in_memory: dict[tuple[int, int], pa.Table] | None = None, part: str = "chunks",
+                    in_memory: dict[tuple[int, int], bytes] | None = None, part: str = "chunks",
                     ns: tuple[int, ...] | None = None) -> pd.DataFrame:
-    """Every replicate row < reps from OUT/chunks/ (or from in_memory, the chunks this run just wrote), in
+    """Every replicate row < reps from OUT/chunks/ (or from in_memory, the files this run just wrote), in
     (replicate, arm, n) order; part DENSE_FOLDER: the rows of the dense n; ns: only the rows of these n.
 
     Chunks never overlap and their rows are already in that order, so reading them in order needs no
     sort; filtering happens only if the folder holds more replicates than asked for. Arrow tables are
     converted once (text columns become categories), which keeps a large study's peak memory low.
     """
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -474,13 +472,24 @@ def load_replicates(out: Path, reps: int, chunks: set[tuple[int, int]] | None = 
     def rows(table: pa.Table) -> pa.Table:  # each chunk's rows of these n before they are put together
         return table if ns is None else table.filter(pc.is_in(table["n"], value_set=pa.array(ns, table["n"].type)))
 
-    tables = [rows(in_memory[chunk] if chunk in in_memory else read_chunk(chunk_path(out, *chunk, part)))
+    tables = [rows(read_chunk(pa.BufferReader(in_memory[chunk]) if chunk in in_memory else
+                              chunk_path(out, *chunk, part)))
               for chunk in sorted(chunks) if chunk[0] < reps]
     table = pa.concat_tables(tables, promote_options="default")  # a column missing from a chunk reads as null
     del tables
     if len(table) and pc.max(table["replicate"]).as_py() >= reps:
         table = table.filter(pc.less(table["replicate"], reps))
-    return table.to_pandas(strings_to_categorical=True, split_blocks=True, self_destruct=True)
+    # A column at a time, as to_pandas(strings_to_categorical=True) would: each is copied out of Arrow (its many
+    # chunks made contiguous) and its Arrow memory handed back to the system before the next, so that a large
+    # study peaks at about its frame, not twice it (Arrow's allocator would keep the freed memory for itself).
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        columns[name] = (pc.dictionary_encode(column) if pa.types.is_string(column.type) else column).to_pandas()
+        table = table.drop_columns([name])
+        del column
+        pa.default_memory_pool().release_unused()
+    return pd.DataFrame(columns, copy=False)
 
 
 def run_study(study: Study, out: Path, executor: Executor, chunk_size: int = 50,
@@ -497,9 +506,9 @@ def run_chunks(study: Study, out: Path, executor: Executor, chunk_size: int = 50
                progress: Callable[[int], None] | None = None,
                models: dict[str, PostTransplantModel] | None = None,
                notify: Callable[[str], None] | None = None
-               ) -> tuple[set[tuple[int, int]], dict[tuple[int, int], pa.Table]]:
-    """Run (or resume) every missing chunk: the chunks now on disk, and the grid rows of those computed in this
-    run (so that they need not be read back)."""
+               ) -> tuple[set[tuple[int, int]], dict[tuple[int, int], bytes]]:
+    """Run (or resume) every missing chunk: the chunks now on disk, and the grid file of those computed in this
+    run (compressed bytes, so that they need not be read back)."""
     prepare_output(out, study)
     models = arm_models(study.scenario) if models is None else models
     done, bad = usable_chunks(out, study)
@@ -510,9 +519,10 @@ def run_chunks(study: Study, out: Path, executor: Executor, chunk_size: int = 50
     todo = chunk_ranges(study.reps, chunk_size, done)
     if progress is not None:
         progress(study.reps - sum(stop - start for start, stop in todo))
-    fresh: dict[tuple[int, int], pa.Table] = {}
-    for start, stop, columns in executor.run(study, models, todo):
-        fresh[(start, stop)] = write_chunk(out, start, stop, columns)
+    fresh: dict[tuple[int, int], bytes] = {}
+    for start, stop, parts in executor.run(study, models, todo):
+        write_chunk(out, start, stop, parts)
+        fresh[(start, stop)] = parts["chunks"]
         done.add((start, stop))
         if progress is not None:
             progress(stop - start)
