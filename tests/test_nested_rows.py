@@ -57,3 +57,23 @@ def test_nested_rows_equal_the_rows_of_each_n_analysed_alone(variant):
                     assert _same(got, value), (variant, seed, endpoints, n, key, got, value)
                 checked += 1
     assert checked == 6 * 3 * len(NS)
+
+
+def test_trials_simulated_together_are_read_from_their_shared_arrays_as_from_their_own_slices():
+    from dataclasses import replace
+
+    from sim.analysis.nested import many_replicate_columns
+    from sim.model.pathway import simulate_trials
+    from sim.model.streams import Seeds
+
+    scenario = load_scenario(BASE)
+    models = arm_models(scenario)
+    together = simulate_trials(scenario, 60, [Seeds(4, r) for r in range(12)], [models["design"], models["null"]])
+    # Trials of two arms, interleaved and out of order, with the per-trial options of a sizing study's chunk.
+    trials = [(arms[k], "all" if k == 0 else "primary", k == 0) for arms in reversed(together) for k in (1, 0)]
+    assert all(history.batch is not None for history, _, _ in trials)
+    shared = many_replicate_columns(trials, NS)
+    alone = many_replicate_columns([(replace(h, batch=None), e, f) for h, e, f in trials], NS)
+    assert shared.keys() == alone.keys()
+    for key in shared:
+        np.testing.assert_array_equal(shared[key], alone[key], err_msg=key)

@@ -227,10 +227,19 @@ class _PatientArrays:
     def __init__(self, histories: list[TrialHistory], width: int) -> None:
         self.histories, self.width = histories, width
         self.scenario = histories[0].scenario
+        self.batches = _batches(histories, width)
 
     def rows(self, get) -> np.ndarray:
-        """get(history) of every trial, one row each (trial x patient)."""
-        return np.stack([np.asarray(get(h))[: self.width] for h in self.histories])
+        """get(history) of every trial, one row each (trial x patient); from the trials' shared arrays where they
+        were simulated together (pathway.simulate_trials: a gather per batch instead of a stack of slices)."""
+        if self.batches is None:
+            return np.stack([np.asarray(get(h))[: self.width] for h in self.histories])
+        parts = [(np.asarray(get(whole)).reshape(trials, -1)[rows, : self.width], where)
+                 for whole, trials, rows, where in self.batches]
+        out = np.empty((len(self.histories), self.width), dtype=parts[0][0].dtype)
+        for part, where in parts:
+            out[where] = part
+        return out
 
     def of(self, get) -> np.ndarray:
         return self.rows(get)[:, None, :]
@@ -240,6 +249,21 @@ class _PatientArrays:
         patient); NaN-free only for the transplanted."""
         days = self.of(lambda h: h.post[name]) - self.of(lambda h: h.days["hsct_day"])
         return np.where(np.isnan(days), np.inf, days)
+
+
+def _batches(histories: list[TrialHistory], width: int
+             ) -> list[tuple[TrialHistory, int, np.ndarray, np.ndarray]] | None:
+    """(shared history, its number of trials, the rows of these histories in it, their places in the list) per
+    batch the histories were simulated in (TrialHistory.batch); None unless every history has one and at least
+    `width` patients."""
+    if any(h.batch is None or h.n < width for h in histories):
+        return None
+    groups: dict[int, tuple[TrialHistory, int, list[int], list[int]]] = {}
+    for place, h in enumerate(histories):
+        whole, trials, rows, places = groups.setdefault(id(h.batch.whole), (h.batch.whole, h.batch.trials, [], []))
+        rows.append(h.batch.row)
+        places.append(place)
+    return [(whole, trials, np.asarray(rows), np.asarray(places)) for whole, trials, rows, places in groups.values()]
 
 
 def _rows(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -137,13 +137,15 @@ def _patient_draws(s: Scenario, u: dict[str, np.ndarray], enroll_day: np.ndarray
     )
 
 
+_PER_PATIENT = tuple(f.name for f in fields(PatientDraws) if f.name != "n_screened")   # trial_slice cuts these
+
+
 def trial_slice(draws: PatientDraws, lo: int, hi: int, n_screened: int) -> PatientDraws:
     """Patients lo..hi-1 of draws (draw_trials' row of trials) as one trial's draws."""
     def cut(value):
         return tuple(v[lo:hi] for v in value) if isinstance(value, tuple) else value[lo:hi]
 
-    return PatientDraws(**{f.name: cut(getattr(draws, f.name)) for f in fields(draws) if f.name != "n_screened"},
-                        n_screened=n_screened)
+    return PatientDraws(**{name: cut(getattr(draws, name)) for name in _PER_PATIENT}, n_screened=n_screened)
 
 
 def enrollment(accrual: Accrual, n: int, seed: int, replicate: int, seeds: Seeds | None = None

@@ -16,7 +16,7 @@ analysis's job).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import simpy
@@ -82,11 +82,24 @@ class TrialHistory:
     post: dict[str, np.ndarray]
     off: dict[str, np.ndarray]      # after leaving the pathway alive: relapse, death, loss to follow-up
     monitoring: MonitoringOutcome | None = None   # with the rules simulated live (simulate_trial(monitor=True))
+    # Simulated with other trials (simulate_trials): their shared history, so that an analysis of many trials
+    # reads (trial x patient) arrays from it instead of stacking each trial's slice again.
+    batch: Batch | None = field(default=None, compare=False, repr=False)
 
     @property
     def n(self) -> int:
         """Number of enrolled patients."""
         return len(self.exit_reason)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Where a trial simulated with others sits: the history of all of them (trial after trial, n patients each,
+    this trial's post-HSCT model) and its row."""
+
+    whole: TrialHistory
+    row: int
+    trials: int
 
 
 @dataclass(frozen=True)
@@ -297,13 +310,16 @@ def simulate_trials(scenario: Scenario, n: int, seeds: list[Seeds], post_models:
     group = hsct_group(draws)
     posts = [post_transplant_history(lines.days["hsct_day"], group, draws.post_uniforms, model)
              for model in post_models]
+    wholes = [TrialHistory(scenario=scenario, draws=draws, days=lines.days, exit_reason=why, post=post, off=off)
+              for post in posts]
     out = []
     for b, count in enumerate(screened):
         lo, hi = b * n, (b + 1) * n
-        trial = trial_slice(draws, lo, hi, count)
-        out.append([TrialHistory(scenario=scenario, draws=trial, days=_cut(lines.days, lo, hi),
-                                 exit_reason=why[lo:hi], post=_cut(post, lo, hi), off=_cut(off, lo, hi))
-                    for post in posts])
+        trial, days, left, trial_off = trial_slice(draws, lo, hi, count), _cut(lines.days, lo, hi), why[lo:hi], \
+            _cut(off, lo, hi)
+        out.append([TrialHistory(scenario=scenario, draws=trial, days=days, exit_reason=left, post=_cut(post, lo, hi),
+                                 off=trial_off, batch=Batch(whole, b, len(screened)))
+                    for post, whole in zip(posts, wholes, strict=True)])
     return out
 
 
