@@ -73,7 +73,25 @@ def test_trials_simulated_together_are_read_from_their_shared_arrays_as_from_the
     trials = [(arms[k], "all" if k == 0 else "primary", k == 0) for arms in reversed(together) for k in (1, 0)]
     assert all(history.batch is not None for history, _, _ in trials)
     shared = many_replicate_columns(trials, NS)
-    alone = many_replicate_columns([(replace(h, batch=None), e, f) for h, e, f in trials], NS)
+    alone = many_replicate_columns([(replace(h), e, f) for h, e, f in trials], NS)   # a copy has no batch
     assert shared.keys() == alone.keys()
     for key in shared:
         np.testing.assert_array_equal(shared[key], alone[key], err_msg=key)
+
+
+def test_a_trial_given_other_post_transplant_hazards_is_analysed_with_them_not_its_batchs():
+    from dataclasses import replace
+
+    from sim.analysis.nested import many_replicate_columns
+    from sim.model.pathway import simulate_trials
+    from sim.model.streams import Seeds
+
+    scenario = load_scenario(BASE)
+    models = arm_models(scenario)
+    together = simulate_trials(scenario, 60, [Seeds(4, r) for r in range(12)], [models["design"], models["null"]])
+    # The design arm's pathway given the null twin's post-HSCT history (as assurance and the truths do).
+    moved = [(replace(design, post=null.post), "primary", False) for design, null in together]
+    null = [(null, "primary", False) for _, null in together]
+    assert all(history.batch is None for history, _, _ in moved)
+    for key, value in many_replicate_columns(moved, NS).items():
+        np.testing.assert_array_equal(value, many_replicate_columns(null, NS)[key], err_msg=key)

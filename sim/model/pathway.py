@@ -83,8 +83,10 @@ class TrialHistory:
     off: dict[str, np.ndarray]      # after leaving the pathway alive: relapse, death, loss to follow-up
     monitoring: MonitoringOutcome | None = None   # with the rules simulated live (simulate_trial(monitor=True))
     # Simulated with other trials (simulate_trials): their shared history, so that an analysis of many trials
-    # reads (trial x patient) arrays from it instead of stacking each trial's slice again.
-    batch: Batch | None = field(default=None, compare=False, repr=False)
+    # reads (trial x patient) arrays from it instead of stacking each trial's slice again. Not an argument:
+    # dataclasses.replace (another post-HSCT model, say) makes a history whose arrays are no longer the batch's,
+    # and it must not inherit the batch.
+    batch: Batch | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def n(self) -> int:
@@ -317,10 +319,15 @@ def simulate_trials(scenario: Scenario, n: int, seeds: list[Seeds], post_models:
         lo, hi = b * n, (b + 1) * n
         trial, days, left, trial_off = trial_slice(draws, lo, hi, count), _cut(lines.days, lo, hi), why[lo:hi], \
             _cut(off, lo, hi)
-        out.append([TrialHistory(scenario=scenario, draws=trial, days=days, exit_reason=left, post=_cut(post, lo, hi),
-                                 off=trial_off, batch=Batch(whole, b, len(screened)))
+        out.append([_in_batch(TrialHistory(scenario=scenario, draws=trial, days=days, exit_reason=left,
+                                           post=_cut(post, lo, hi), off=trial_off), Batch(whole, b, len(screened)))
                     for post, whole in zip(posts, wholes, strict=True)])
     return out
+
+
+def _in_batch(history: TrialHistory, batch: Batch) -> TrialHistory:
+    object.__setattr__(history, "batch", batch)   # frozen, and not an __init__ argument (TrialHistory.batch)
+    return history
 
 
 def _cut(columns: dict[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
