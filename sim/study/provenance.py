@@ -54,14 +54,11 @@ def _write(handle, data: bytes) -> None:
     handle.write(data)
 
 
-def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None:
-    """Write a table as Parquet to a temporary name beside `path`, then rename it into place."""
+def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write a DataFrame as Parquet to a temporary name beside `path`, then rename it into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if hasattr(frame, "to_parquet"):
-            _write_frame(frame, tmp)
-        else:
-            _write_parquet(frame, tmp)
+        _write_frame(frame, tmp)
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as exc:
@@ -93,20 +90,14 @@ def _write_frame(frame: pd.DataFrame, where: Path) -> None:
 def parquet_bytes(table: pa.Table) -> bytes:
     """A table as the bytes of a Parquet file (what a worker hands back: compressed, and cheap to pass on)."""
     import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    _write_parquet(table, sink)
-    return sink.getvalue().to_pybytes()
-
-
-def _write_parquet(table: pa.Table, where) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # Dictionaries pay for text and flags; a float column's values rarely repeat and its dictionary
-    # attempt only costs time (half of a chunk's write).
-    pq.write_table(table, where, use_dictionary=[field.name for field in table.schema
-                                                 if not pa.types.is_floating(field.type)])
+    sink = pa.BufferOutputStream()
+    # Dictionaries pay for text and flags; a float column's values rarely repeat and its dictionary attempt only
+    # costs time (half of a chunk's encoding).
+    pq.write_table(table, sink, use_dictionary=[field.name for field in table.schema
+                                                if not pa.types.is_floating(field.type)])
+    return sink.getvalue().to_pybytes()
 
 
 def file_mode() -> int:
