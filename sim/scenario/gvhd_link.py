@@ -65,32 +65,13 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
     # Exponents in s are >= 0 by the choice of q; rounding can leave -1e-16, which 0 ** x would refuse.
     e_r, e_n = max(0.0, q * k_r - 1.0), max(0.0, q * k_n - 1.0)
     n_groups = len(groups)
-    onsets = {"acute": 0.0, "chronic": 0.0}   # GVHD onset hazards on the current piece (constant between breaks)
+    # The equations are linear: dy/ds = (s^e_r R + s^e_n N + dt/ds O) y, with O (GVHD onsets) set per piece.
+    # As three matrix products the right-hand side costs a fifth of writing out each transition.
+    parts = np.empty((3, n_groups * _WIDTH, n_groups * _WIDTH))
+    parts[0], parts[1] = _relapse_generator(rel), _nrm_generator(nrm, hr)
 
     def rhs(s: float, y: np.ndarray) -> np.ndarray:
-        dt = q * s ** (q - 1.0)
-        a, c = onsets["acute"] * dt, onsets["chronic"] * dt
-        y = y.reshape(n_groups, _WIDTH)
-        v = y[:, _V].reshape(n_groups, 3, 3)
-        h_r = rel * s ** e_r
-        h_n = (nrm * s ** e_n)[:, None, None] * hr[None, :, :]
-        out = np.zeros_like(y)
-        dv = -(h_r[:, None, None] + h_n) * v
-        dv[:, 0, :] -= a * v[:, 0, :]
-        dv[:, 1, :] += a * (1.0 - f) * v[:, 0, :]
-        dv[:, 2, :] += a * f * v[:, 0, :]
-        dv[:, :, 0] -= c * v[:, :, 0]
-        dv[:, :, 1] += c * (1.0 - p) * v[:, :, 0]
-        dv[:, :, 2] += c * p * v[:, :, 0]
-        alive = v.sum(axis=(1, 2))
-        out[:, _V] = dv.reshape(n_groups, 9)
-        out[:, _R] = h_r * alive - mu * dt * y[:, _R]
-        out[:, _CR] = h_r * alive
-        out[:, _CN] = (h_n * v).sum(axis=(1, 2))
-        out[:, _CA] = a * v[:, 0, :].sum(axis=1)
-        out[:, _CA3] = a * f * v[:, 0, :].sum(axis=1)
-        out[:, _CC] = c * v[:, :, 0].sum(axis=1)
-        return out.ravel()
+        return np.array([s ** e_r, s ** e_n, q * s ** (q - 1.0)]) @ (parts @ y)
 
     state = np.zeros((n_groups, _WIDTH))
     state[:, 0] = 1.0
@@ -106,8 +87,9 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
             break
         inside = (times > lo) & (times <= hi)
         # Rates are constant in t on each piece; the piece runs in s = t^(1/q) with dense output at the times.
-        onsets["acute"] = a_rate if np.isfinite(a_rate) and lo < AGVHD_WINDOW_DAYS else 0.0
-        onsets["chronic"] = c_rate if np.isfinite(c_rate) and lo >= d0 else 0.0
+        acute = a_rate if np.isfinite(a_rate) and lo < AGVHD_WINDOW_DAYS else 0.0
+        chronic = c_rate if np.isfinite(c_rate) and lo >= d0 else 0.0
+        parts[2] = _onset_generator(n_groups, acute, f, chronic, p, mu)
         s_eval = times[inside] ** (1.0 / q)
         s_start, s_end = lo ** (1.0 / q), hi ** (1.0 / q)
         if not s_end > s_start:          # a piece too short to integrate in s (tiny or huge shape): nothing moves
@@ -116,7 +98,7 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
         # An explicit method needs steps shorter than 1 / the fastest rate: when that rate times the piece's
         # length is large (extreme incidences or shapes), the equations are stiff and take the implicit Radau.
         fastest = (np.max(rel * s_end ** e_r + nrm * hr.max() * s_end ** e_n)
-                   + (onsets["acute"] + onsets["chronic"]) * q * s_end ** (q - 1.0))
+                   + (acute + chronic) * q * s_end ** (q - 1.0))
         method = "Radau" if fastest * (s_end - s_start) > _STIFF else "DOP853"
         sol = integrate.solve_ivp(rhs, (s_start, s_end), state.ravel(), method=method,
                                   t_eval=np.unique(np.append(s_eval, s_end)), rtol=_RTOL, atol=_ATOL)
@@ -126,6 +108,55 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
         result[inside] = sol.y[:, at].T.reshape(-1, n_groups, _WIDTH)
         state = sol.y[:, -1].reshape(n_groups, _WIDTH)
     return result
+
+
+def _relapse_generator(rel: np.ndarray) -> np.ndarray:
+    """Relapse part of the forward equations' matrix, per unit of s^e_r: each group's GVHD states lose rel to
+    relapse, which enters the relapsed-alive state and the relapse incidence."""
+    blocks = np.zeros((len(rel), _WIDTH, _WIDTH))
+    states = np.arange(9)
+    blocks[:, states, states] = -rel[:, None]
+    blocks[:, _R, _V] = blocks[:, _CR, _V] = rel[:, None]
+    return _block_diagonal(blocks)
+
+
+def _nrm_generator(nrm: np.ndarray, hr: np.ndarray) -> np.ndarray:
+    """NRM part, per unit of s^e_n: each GVHD state dies at nrm times its hazard ratio into the NRM incidence."""
+    rates = nrm[:, None] * hr.ravel()[None, :]
+    blocks = np.zeros((len(nrm), _WIDTH, _WIDTH))
+    states = np.arange(9)
+    blocks[:, states, states] = -rates
+    blocks[:, _CN, _V] = rates
+    return _block_diagonal(blocks)
+
+
+def _onset_generator(n_groups: int, acute: float, severe: float, chronic: float, systemic: float,
+                     mu: float) -> np.ndarray:
+    """Onset part, per unit of dt/ds: acute GVHD (a fraction `severe` grade III-IV) and chronic GVHD (a fraction
+    `systemic` needing systemic therapy) at constant rates from the states without them, with their incidences;
+    death after relapse at rate mu."""
+    block = np.zeros((_WIDTH, _WIDTH))
+    for j in range(3):                      # acute onset: acute grade 0 -> II or III-IV, chronic state kept
+        block[j, j] -= acute
+        block[3 + j, j] += acute * (1.0 - severe)
+        block[6 + j, j] += acute * severe
+        block[_CA, j], block[_CA3, j] = acute, acute * severe
+    for i in range(3):                      # chronic onset: chronic none -> without or with systemic therapy
+        block[3 * i, 3 * i] -= chronic
+        block[3 * i + 1, 3 * i] += chronic * (1.0 - systemic)
+        block[3 * i + 2, 3 * i] += chronic * systemic
+        block[_CC, 3 * i] = chronic
+    block[_R, _R] = -mu
+    return _block_diagonal(np.broadcast_to(block, (n_groups, _WIDTH, _WIDTH)))
+
+
+def _block_diagonal(blocks: np.ndarray) -> np.ndarray:
+    """The groups' (WIDTH x WIDTH) blocks on the diagonal of one matrix over the stacked state."""
+    n = len(blocks)
+    out = np.zeros((n * _WIDTH, n * _WIDTH))
+    for g, block in enumerate(blocks):
+        out[g * _WIDTH:(g + 1) * _WIDTH, g * _WIDTH:(g + 1) * _WIDTH] = block
+    return out
 
 
 def _onset_jump(state: np.ndarray, acute: bool, fraction: float) -> np.ndarray:
