@@ -86,7 +86,9 @@ def naive_seconds_per_trial(samples: int = 300) -> float:
 def line(label: str, run: dict[str, float]) -> str:
     return (f"{label}: median wall {run['wall']:.1f} s (runs {', '.join(f'{w:.1f}' for w in run['walls'])}); "
             f"to the tables {run['command_seconds']:.1f} s = {run['worker_wait_seconds']:.1f} s waiting for workers "
-            f"+ {run['client_seconds']:.1f} s client (share {run['client_share']:.1%}); peak RSS {run['peak']:.0f} MB")
+            f"+ {run['client_seconds']:.1f} s client (share {run['client_share']:.1%}; before the first chunk "
+            f"{run['client_before_chunks_seconds']:.1f} s, after the last {run['client_after_chunks_seconds']:.1f} s); "
+            f"peak RSS {run['peak']:.0f} MB")
 
 
 def main() -> None:

@@ -131,6 +131,8 @@ def test_manifest_splits_the_command_time_into_worker_wait_and_client_work(sweep
     assert timing["worker_wait_seconds"] + timing["client_seconds"] == pytest.approx(timing["command_seconds"],
                                                                                      abs=0.02)
     assert timing["client_share"] == pytest.approx(timing["client_seconds"] / timing["command_seconds"], abs=0.02)
+    before, after = timing["client_before_chunks_seconds"], timing["client_after_chunks_seconds"]
+    assert 0 < before and 0 < after and before + after <= timing["client_seconds"] + 0.02
 
 
 def test_headline_numbers_are_the_numbers_in_the_tables(sweep_folder):

@@ -53,11 +53,17 @@ class Console:
 
     def timing(self) -> dict[str, float]:
         """Where the command's time went so far: waiting for the simulated chunks (workers) and everything else
-        (the client: imports, calibration, truths, summaries, forecast, files), from the start of the command."""
+        (the client: imports, calibration, truths, summaries, forecast, files), from the start of the command; of
+        the client's seconds, those before the first chunk started and those after the last one was collected."""
         total = self.elapsed()
         workers = sum(run.window() for run in self.runs)
+        ran = [run for run in self.runs if run.calls]
+        # The client's fixed cost before the first chunk can start, and its summaries after the last one.
+        before = ran[0].first_call - self.started if ran else total
+        after = total - (ran[-1].last_call - self.started) if ran else 0.0
         return {"command_seconds": round(total, 2), "worker_wait_seconds": round(workers, 2),
                 "client_seconds": round(total - workers, 2),
+                "client_before_chunks_seconds": round(before, 2), "client_after_chunks_seconds": round(after, 2),
                 "client_share": round((total - workers) / total, 4) if total > 0 else 0.0}
 
 
