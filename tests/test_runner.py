@@ -151,8 +151,13 @@ def test_operating_characteristics_against_direct_computation(base):
     covered = ((d["rfs_lower"] <= 0.73) & (d["rfs_upper"] >= 0.73)).mean()
     assert r["coverage"] == pytest.approx(covered)
     assert r["type1"] == pytest.approx(rows.query("n == 50 and arm == 'null'")["rfs_reject"].mean())
+    assert r["power_alt"] == pytest.approx(rows.query("n == 50 and arm == 'alt'")["rfs_reject"].mean())
+    assert r["transplanted_p50"] == np.median(d["n_transplanted"])
+    assert r["duration_months_p90"] == pytest.approx(np.quantile(d["duration_months"], 0.9))
     sizes = required_n(oc, (0.01, 0.999))
     assert sizes["required_n"].iloc[0] == 30 and np.isnan(sizes["required_n"].iloc[1])
+    shuffled = rows.sample(frac=1.0, random_state=1).assign(arm=lambda f: f["arm"].astype("category"))
+    pd.testing.assert_frame_equal(operating_characteristics(shuffled, truths, ("rfs", "itt")), oc, check_exact=True)
 
 
 def test_sweep_command_writes_every_output(tmp_path, capsys):

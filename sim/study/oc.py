@@ -79,31 +79,57 @@ def by_n(replicates: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
         yield value, replicates.take(rows)
 
 
+ARMS = ("design", "null", "alt")
+
+
+def arms_by_n(replicates: pd.DataFrame, columns: list[str]) -> Iterator[tuple[int, dict[str, dict[str, np.ndarray]]]]:
+    """(n, {arm: {column: values in replicate order}}) for each n, ascending, for the given columns only: what
+    operating_characteristics reads, gathered once per n and arm (a frame per n and arm cost twice as much)."""
+    n = replicates["n"].to_numpy()
+    codes, names = pd.factorize(replicates["arm"])
+    code = {name: i for i, name in enumerate(names)}
+    replicate = replicates["replicate"].to_numpy()
+    values = {column: replicates[column].to_numpy() for column in columns}
+    order = np.argsort(n, kind="stable")
+    levels, starts = np.unique(n[order], return_index=True)
+    for level, rows in zip(levels.tolist(), np.split(order, starts[1:]), strict=True):
+        rows = rows[np.lexsort((replicate[rows], codes[rows]))]
+        arm_of_row = codes[rows]
+        arms = {}
+        for arm in ARMS:
+            at = rows[arm_of_row == code.get(arm, -2)]
+            arms[arm] = {column: value[at] for column, value in values.items()}
+        yield level, arms
+
+
 def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[str, float]],
                               analyses: tuple[str, ...]) -> pd.DataFrame:
     """One row per (n, analysis): power and type I error (tested analyses) and estimation measures."""
+    monitored = "stopped" in replicates
+    columns = ["n_enrolled", "n_transplanted", "n_evaluable", "duration_months"]
+    columns += [f"{a}_{part}" for a in analyses for part in ("reject", "est", "lower", "upper")
+                if f"{a}_{part}" in replicates]
+    columns += list(MONITORING_COLUMNS) if monitored else []
     rows = []
-    for n, at_n in by_n(replicates):
-        design = at_n[at_n["arm"] == "design"].sort_values("replicate")
-        null = at_n[at_n["arm"] == "null"].sort_values("replicate")
-        alt = at_n[at_n["arm"] == "alt"].sort_values("replicate")
-        counts = (spread(design["n_enrolled"].to_numpy(), "enrolled")
-                  | spread(design["n_transplanted"].to_numpy(), "transplanted")
-                  | spread(design["n_evaluable"].to_numpy(), "evaluable")
-                  | spread(design["duration_months"].to_numpy(), "duration_months"))
-        if "stopped" in design:
+    for n, arms in arms_by_n(replicates, columns):
+        design, null, alt = (arms[arm] for arm in ARMS)
+        counts = (spread(design["n_enrolled"], "enrolled")
+                  | spread(design["n_transplanted"], "transplanted")
+                  | spread(design["n_evaluable"], "evaluable")
+                  | spread(design["duration_months"], "duration_months"))
+        if monitored:
             counts |= monitoring_measures(design, null, alt)
         for analysis in analyses:
-            row: dict[str, object] = {"n": int(n), "analysis": analysis, "reps": len(design)}
+            row: dict[str, object] = {"n": int(n), "analysis": analysis, "reps": len(design["n_enrolled"])}
             if f"{analysis}_reject" in design:
                 row["power"], row["power_mcse"] = proportion(design[f"{analysis}_reject"])
                 row["type1"], row["type1_mcse"] = proportion(null[f"{analysis}_reject"])
                 row["power_alt"], row["power_alt_mcse"] = proportion(alt[f"{analysis}_reject"])
-            est = design[f"{analysis}_est"].to_numpy(dtype=float)
+            est = design[f"{analysis}_est"].astype(float)
             row["p_not_evaluable"], row["p_not_evaluable_mcse"] = proportion(~np.isfinite(est))
             row["true"] = truths["design"][analysis]
-            row |= estimation_measures(est, design[f"{analysis}_lower"].to_numpy(dtype=float),
-                                       design[f"{analysis}_upper"].to_numpy(dtype=float), row["true"])
+            row |= estimation_measures(est, design[f"{analysis}_lower"].astype(float),
+                                       design[f"{analysis}_upper"].astype(float), row["true"])
             rows.append(row | counts)
     return pd.DataFrame(rows)
 
@@ -111,25 +137,29 @@ def operating_characteristics(replicates: pd.DataFrame, truths: dict[str, dict[s
 MONITORING_RULES = ("induction_death", "nrm_day100", "simon", "futility")
 
 
-def monitoring_measures(design: pd.DataFrame, null: pd.DataFrame, alt: pd.DataFrame) -> dict[str, float]:
+MONITORING_COLUMNS = ("stopped", "stop_rule", "stop_month", "rfs_reject_no_rules", "n_enrolled_no_rules")
+
+
+def monitoring_measures(design: dict[str, np.ndarray], null: dict[str, np.ndarray], alt: dict[str, np.ndarray]
+                        ) -> dict[str, float]:
     """With interim rules: P(stop) overall and by rule (scenario as given) with MCSE, when (months from the
     first enrollment, among stopped trials), and power and type I error without the rules from the same
-    replicates (the rules' cost in power), each with its MCSE; P(stop) under the null and p1 twins too."""
+    replicates (the rules' cost in power), each with its MCSE; P(stop) under the null and p1 twins too.
+    Each arm is its columns (MONITORING_COLUMNS) at one n."""
     out: dict[str, float] = {}
     for arm, frame in (("", design), ("_null", null), ("_alt", alt)):
-        if frame.empty:
-            continue
-        out[f"p_stop{arm}"], out[f"p_stop{arm}_mcse"] = proportion(frame["stopped"].astype(bool))
+        if len(frame["stopped"]):
+            out[f"p_stop{arm}"], out[f"p_stop{arm}_mcse"] = proportion(frame["stopped"].astype(bool))
     rule = design["stop_rule"].astype(str)
     for name in MONITORING_RULES:
         out[f"p_stop_{name}"], out[f"p_stop_{name}_mcse"] = proportion(rule == name)
-    months = design.loc[design["stopped"].astype(bool), "stop_month"].to_numpy(dtype=float)
+    months = design["stop_month"][design["stopped"].astype(bool)].astype(float)
     out |= spread(months, "stop_month") if months.size else dict.fromkeys(
         ("stop_month_mean", "stop_month_p10", "stop_month_p50", "stop_month_p90"), np.nan)
     for name, frame in (("power", design), ("type1", null), ("power_alt", alt)):
-        if not frame.empty:
+        if len(frame["stopped"]):
             out[f"{name}_no_rules"], out[f"{name}_no_rules_mcse"] = proportion(frame["rfs_reject_no_rules"])
-    out |= spread(design["n_enrolled_no_rules"].to_numpy(), "enrolled_no_rules")
+    out |= spread(design["n_enrolled_no_rules"], "enrolled_no_rules")
     return out
 
 
