@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-# scipy.integrate is imported where it integrates (as in calibrate.py: worker processes never do).
+# scipy.integrate and scipy.linalg are imported where they are used (as in calibrate.py: worker processes never do).
 AGVHD_WINDOW_DAYS = 100.0
 CURVES = ("rfs", "os", "grfs", "relapse", "nrm", "agvhd", "agvhd34", "cgvhd")
 # Per-group state: 9 GVHD states alive without relapse, relapsed alive, and 5 accumulated incidences.
@@ -52,7 +52,7 @@ def linked_curves(model: Any, times: np.ndarray | float) -> dict[str, np.ndarray
 
 def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarray:
     """State of each subgroup at each requested time, integrated piecewise between rate changes."""
-    from scipy import integrate
+    from scipy import integrate, linalg
 
     k_r, k_n, tau = model.relapse_shape, model.nrm_shape, model.tau_days
     q = max(1.0, 1.0 / min(k_r, k_n))
@@ -68,7 +68,7 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
     # The equations are linear: dy/ds = (s^e_r R + s^e_n N + dt/ds O) y, with O (GVHD onsets) set per piece.
     # As three matrix products the right-hand side costs a fifth of writing out each transition.
     parts = np.empty((3, n_groups * _WIDTH, n_groups * _WIDTH))
-    parts[0], parts[1] = _relapse_generator(rel), _nrm_generator(nrm, hr)
+    parts[0], parts[1] = linalg.block_diag(*_relapse_blocks(rel)), linalg.block_diag(*_nrm_blocks(nrm, hr))
 
     def rhs(s: float, y: np.ndarray) -> np.ndarray:
         return np.array([s ** e_r, s ** e_n, q * s ** (q - 1.0)]) @ (parts @ y)
@@ -89,7 +89,7 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
         # Rates are constant in t on each piece; the piece runs in s = t^(1/q) with dense output at the times.
         acute = a_rate if np.isfinite(a_rate) and lo < AGVHD_WINDOW_DAYS else 0.0
         chronic = c_rate if np.isfinite(c_rate) and lo >= d0 else 0.0
-        parts[2] = _onset_generator(n_groups, acute, f, chronic, p, mu)
+        parts[2] = linalg.block_diag(*[_onset_block(acute, f, chronic, p, mu)] * n_groups)
         s_eval = times[inside] ** (1.0 / q)
         s_start, s_end = lo ** (1.0 / q), hi ** (1.0 / q)
         if not s_end > s_start:          # a piece too short to integrate in s (tiny or huge shape): nothing moves
@@ -110,31 +110,31 @@ def _group_states(model: Any, groups: np.ndarray, times: np.ndarray) -> np.ndarr
     return result
 
 
-def _relapse_generator(rel: np.ndarray) -> np.ndarray:
-    """Relapse part of the forward equations' matrix, per unit of s^e_r: each group's GVHD states lose rel to
-    relapse, which enters the relapsed-alive state and the relapse incidence."""
+def _relapse_blocks(rel: np.ndarray) -> np.ndarray:
+    """Each group's block of the relapse part of the forward equations' matrix, per unit of s^e_r: the GVHD states
+    lose rel to relapse, which enters the relapsed-alive state and the relapse incidence."""
     blocks = np.zeros((len(rel), _WIDTH, _WIDTH))
     states = np.arange(9)
     blocks[:, states, states] = -rel[:, None]
     blocks[:, _R, _V] = blocks[:, _CR, _V] = rel[:, None]
-    return _block_diagonal(blocks)
+    return blocks
 
 
-def _nrm_generator(nrm: np.ndarray, hr: np.ndarray) -> np.ndarray:
-    """NRM part, per unit of s^e_n: each GVHD state dies at nrm times its hazard ratio into the NRM incidence."""
+def _nrm_blocks(nrm: np.ndarray, hr: np.ndarray) -> np.ndarray:
+    """Each group's block of the NRM part, per unit of s^e_n: each GVHD state dies at nrm times its hazard ratio
+    into the NRM incidence."""
     rates = nrm[:, None] * hr.ravel()[None, :]
     blocks = np.zeros((len(nrm), _WIDTH, _WIDTH))
     states = np.arange(9)
     blocks[:, states, states] = -rates
     blocks[:, _CN, _V] = rates
-    return _block_diagonal(blocks)
+    return blocks
 
 
-def _onset_generator(n_groups: int, acute: float, severe: float, chronic: float, systemic: float,
-                     mu: float) -> np.ndarray:
-    """Onset part, per unit of dt/ds: acute GVHD (a fraction `severe` grade III-IV) and chronic GVHD (a fraction
-    `systemic` needing systemic therapy) at constant rates from the states without them, with their incidences;
-    death after relapse at rate mu."""
+def _onset_block(acute: float, severe: float, chronic: float, systemic: float, mu: float) -> np.ndarray:
+    """A group's block of the onset part (the same for every group), per unit of dt/ds: acute GVHD (a fraction
+    `severe` grade III-IV) and chronic GVHD (a fraction `systemic` needing systemic therapy) at constant rates from
+    the states without them, with their incidences; death after relapse at rate mu."""
     block = np.zeros((_WIDTH, _WIDTH))
     for j in range(3):                      # acute onset: acute grade 0 -> II or III-IV, chronic state kept
         block[j, j] -= acute
@@ -147,16 +147,7 @@ def _onset_generator(n_groups: int, acute: float, severe: float, chronic: float,
         block[3 * i + 2, 3 * i] += chronic * systemic
         block[_CC, 3 * i] = chronic
     block[_R, _R] = -mu
-    return _block_diagonal(np.broadcast_to(block, (n_groups, _WIDTH, _WIDTH)))
-
-
-def _block_diagonal(blocks: np.ndarray) -> np.ndarray:
-    """The groups' (WIDTH x WIDTH) blocks on the diagonal of one matrix over the stacked state."""
-    n = len(blocks)
-    out = np.zeros((n * _WIDTH, n * _WIDTH))
-    for g, block in enumerate(blocks):
-        out[g * _WIDTH:(g + 1) * _WIDTH, g * _WIDTH:(g + 1) * _WIDTH] = block
-    return out
+    return block
 
 
 def _onset_jump(state: np.ndarray, acute: bool, fraction: float) -> np.ndarray:
